@@ -1,0 +1,44 @@
+# podplug: `make demo` runs the main job, `make test` runs every test.
+# Both install what they need (Python, Debian and npm packages, the Go-built
+# control plane) and cache it after the first run.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PODPLUG := $(VENV)/bin/podplug
+export PODPLUG_CACHE_DIR ?= $(HOME)/.cache/podplug
+
+.PHONY: venv deps test test-unit demo controlplane lint bench clean
+
+# A stamp keyed on pyproject.toml: the venv is rebuilt only when deps change.
+$(VENV)/.stamp: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.stamp
+
+# Debian packages: wasm toolchains for the SDKs and fixtures.
+deps:
+	@hack/install-deps.sh
+
+controlplane: venv
+	@hack/controlplane/build.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: deps venv controlplane
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+demo: deps venv controlplane
+	@hack/demo.sh
+
+bench: venv
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

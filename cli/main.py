@@ -1,0 +1,57 @@
+"""The `podplug` command: a thin shell over the library.
+
+Each verb lives in its own module exposing ``register(subparsers)``; the verb's
+handler takes the parsed arguments and returns an exit code. Errors are mapped
+to exit codes and one-line messages in exactly one place: :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Verb modules, in the order `podplug --help` lists them.
+_VERBS = ("run", "inspect", "dev_cluster")
+
+EXIT_OK = 0
+EXIT_PLUGIN_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="podplug",
+        description="Sandboxed WebAssembly plugins for Kthena ModelServing Pods.",
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for name in _VERBS:
+        importlib.import_module(f"podplug.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from podplug.runtime.errors import PodplugError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except PodplugError as e:
+        print(f"podplug: {e}", file=sys.stderr)
+        return EXIT_PLUGIN_ERROR
+    except UsageError as e:
+        print(f"podplug: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+class UsageError(Exception):
+    """Bad input from the command line: a missing file, an unreadable value."""
+
+
+def entrypoint() -> None:
+    sys.exit(main())

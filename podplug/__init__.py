@@ -1,0 +1,3 @@
+"""podplug: sandboxed WebAssembly plugins for Kthena ModelServing Pods."""
+
+__version__ = "0.1.0"

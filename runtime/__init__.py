@@ -1,0 +1,1 @@
+"""podplug.runtime"""
