@@ -1,0 +1,92 @@
+"""On-disk cache of compiled modules, so a restart does not recompile.
+
+Deserialising an artefact runs native code, so the cache trusts nothing it did
+not write: the directory must be ours and private, every file carries a sha256
+of its payload, and a file that fails the check is deleted and recompiled.
+The key covers the module digest, the wasmtime version and the engine config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_MAGIC = b"podplug-cwasm-1\n"
+_SUM_LEN = 32
+
+
+def default_dir() -> Path:
+    base = os.environ.get("PODPLUG_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "podplug"
+    )
+    return Path(base) / "modules"
+
+
+class ModuleCache:
+    """Files named ``<digest>-<engine fingerprint>.cwasm`` in a private directory."""
+
+    def __init__(self, directory: Path | str, fingerprint: str) -> None:
+        self.dir = Path(directory)
+        self.fingerprint = fingerprint
+        self.usable = self._prepare()
+
+    def _prepare(self) -> bool:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            st = self.dir.stat()
+        except OSError as e:
+            log.warning("module cache disabled: %s", e)
+            return False
+        if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            log.warning("module cache disabled: %s is not private to this user", self.dir)
+            return False
+        return True
+
+    def path(self, digest: str) -> Path:
+        return self.dir / f"{digest}-{self.fingerprint}.cwasm"
+
+    def load(self, digest: str) -> bytes | None:
+        """The cached artefact, or None when absent or corrupt (then removed)."""
+        if not self.usable:
+            return None
+        p = self.path(digest)
+        try:
+            blob = p.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            log.warning("module cache: cannot read %s: %s", p, e)
+            return None
+        head = len(_MAGIC) + _SUM_LEN
+        payload = blob[head:]
+        if blob[: len(_MAGIC)] != _MAGIC or blob[len(_MAGIC):head] != hashlib.sha256(
+            payload
+        ).digest():
+            log.warning("module cache: %s is corrupt; recompiling", p.name)
+            self.discard(digest)
+            return None
+        return payload
+
+    def store(self, digest: str, artefact: bytes) -> None:
+        if not self.usable:
+            return
+        data = _MAGIC + hashlib.sha256(artefact).digest() + artefact
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path(digest))  # atomic: readers never see half a file
+        except OSError as e:
+            log.warning("module cache: cannot write %s: %s", digest, e)
+
+    def discard(self, digest: str) -> None:
+        try:
+            self.path(digest).unlink()
+        except OSError:
+            pass

@@ -1,0 +1,211 @@
+"""The plugin chain: ordered plugins, each seeing the Pod the previous left.
+
+A :class:`Chain` is built once per ModelServing generation and module digests
+(it validates every entry's config then, once) and run for each Pod. A run
+works on a copy-on-write view of the Pod: when it fails, the caller's Pod is
+exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from . import codec, merge
+from .engine import CompiledModule
+from .errors import ChainConfigError, ConfigInvalid, PluginError, PodplugError
+from .limits import Limits
+from .mutations import READY_OPS, _Op
+
+#: the annotation recording what each plugin did to a Pod
+AUDIT_ANNOTATION = "podplug.io/plugins"
+
+
+class Target(StrEnum):
+    ALL = "All"
+    ENTRY = "Entry"
+    WORKER = "Worker"
+
+
+class FailurePolicy(StrEnum):
+    FAIL = "Fail"  # the hook fails: the Pod is not created
+    IGNORE = "Ignore"  # the failure is recorded and the plugin skipped
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which Pods a plugin applies to: roles by name (empty: every role) and
+    entry, worker or both."""
+
+    roles: frozenset[str] = frozenset()
+    target: Target = Target.ALL
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> Scope:
+        raw = raw or {}
+        target = raw.get("target") or "All"
+        try:
+            t = Target(target)
+        except ValueError:
+            raise ChainConfigError(
+                f"unknown scope target {target!r} (expected All, Entry or Worker)"
+            ) from None
+        return cls(frozenset(raw.get("roles") or ()), t)
+
+    def matches(self, role_name: str, is_entry: bool) -> bool:
+        if self.roles and role_name not in self.roles:
+            return False
+        return (
+            self.target is Target.ALL
+            or (self.target is Target.ENTRY) == is_entry
+        )
+
+
+@dataclass(frozen=True)
+class ChainEntry:
+    """One configured plugin: a module plus how this ModelServing uses it."""
+
+    name: str
+    module: CompiledModule
+    config: Mapping[str, Any] = field(default_factory=dict)
+    scope: Scope = Scope()
+    failure_policy: FailurePolicy = FailurePolicy.FAIL
+    limits: Limits = Limits()
+    #: gated mutation kinds the operator's policy grants this plugin
+    grants: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PodContext:
+    """Where a Pod sits in its ModelServing."""
+
+    serving_group: str
+    role_name: str
+    role_id: str
+    is_entry: bool
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One plugin call, for events, the audit annotation and metrics."""
+
+    plugin: str
+    digest: str
+    hook: str
+    duration_s: float
+    fuel_used: int
+    ops: int
+    outcome: str  # "applied" | "ignored" | "failed"
+    error: PluginError | None = None
+    logs: tuple[tuple[int, str], ...] = ()
+
+
+@dataclass
+class ChainResult:
+    pod: dict[str, Any]
+    records: list[CallRecord]
+    #: (plugin, op) in the order applied
+    ops: list[tuple[str, _Op]]
+
+
+class ChainError(PodplugError):
+    """A plugin with failurePolicy Fail failed. ``cause`` is the typed plugin
+    error; ``records`` what ran before it."""
+
+    def __init__(self, cause: PluginError, records: list[CallRecord]) -> None:
+        self.cause = cause
+        self.records = records
+        super().__init__(str(cause))
+
+
+class Chain:
+    def __init__(self, entries: Sequence[ChainEntry], model_serving: Mapping[str, Any]) -> None:
+        names = [e.name for e in entries]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ChainConfigError(f"duplicate plugin names: {', '.join(dupes)}")
+        self.entries = tuple(entries)
+        self._plugin_fields = {e.name: codec.plugin_field(e.name, e.config) for e in entries}
+        self._ms_field = codec.model_serving_field(model_serving)
+        self._hook_fields = {h: codec.hook_fields(h) for h in ("create", "ready")}
+        for e in self.entries:
+            self._validate_config(e)
+
+    def _validate_config(self, e: ChainEntry) -> None:
+        if "validate_config" not in e.module.hooks:
+            return
+        request = codec.validate_config_request(self._plugin_fields[e.name])
+        raw = e.module.invoke("validate_config", request, e.limits, e.name)
+        valid, message = codec.decode_validation(raw.output, e.name)
+        if not valid:
+            raise ConfigInvalid(e.name, "validate_config", message or "rejected")
+
+    def run_create(self, ctx: PodContext, pod: Mapping[str, Any]) -> ChainResult:
+        """Run every create hook in scope; the result Pod carries the audit
+        annotation. Raises :class:`ChainError`; ``pod`` is never modified."""
+        return self._run("create", ctx, pod, None)
+
+    def run_ready(self, ctx: PodContext, pod: Mapping[str, Any]) -> ChainResult:
+        """Run every ready hook in scope on a live Pod; only label and
+        annotation ops are allowed (they are patched onto the Pod)."""
+        return self._run("ready", ctx, pod, READY_OPS)
+
+    def _run(
+        self, hook: str, ctx: PodContext, pod: Mapping[str, Any],
+        allowed: frozenset[str] | None,
+    ) -> ChainResult:
+        context = codec.context_fields(ctx.serving_group, ctx.role_name, ctx.role_id, ctx.is_entry)
+        records: list[CallRecord] = []
+        applied: list[tuple[str, _Op]] = []
+        current: Mapping[str, Any] = pod
+        for e in self.entries:
+            if hook not in e.module.hooks or not e.scope.matches(ctx.role_name, ctx.is_entry):
+                continue
+            fuel = duration = 0.0
+            logs: tuple[tuple[int, str], ...] = ()
+            try:
+                request = codec.pod_request(
+                    self._hook_fields[hook], self._plugin_fields[e.name], self._ms_field,
+                    context, current, plugin_name=e.name, hook_name=hook,
+                )
+                raw = e.module.invoke(hook, request, e.limits, e.name)
+                fuel, duration, logs = raw.fuel_used, raw.duration_s, raw.logs
+                ops = codec.decode_mutations(raw.output, e.name, hook)
+                plan = merge.plan(ops, current, plugin=e.name, hook=hook, grants=e.grants,
+                                  allowed_ops=allowed)
+            except PluginError as err:
+                outcome = "ignored" if e.failure_policy is FailurePolicy.IGNORE else "failed"
+                records.append(CallRecord(e.name, e.module.digest, hook, duration, int(fuel), 0,
+                                          outcome, err, logs))
+                if outcome == "failed":
+                    raise ChainError(err, records) from err
+                continue
+            current = merge.apply(plan, current)
+            applied.extend((e.name, op) for op in plan.ops)
+            records.append(CallRecord(e.name, e.module.digest, hook, duration, int(fuel),
+                                      len(plan.ops), "applied", None, logs))
+        result = dict(current)
+        if hook == "create":
+            result = _annotate(result, records)
+        return ChainResult(result, records, applied)
+
+
+def audit_value(records: Sequence[CallRecord]) -> str:
+    """``[{"plugin": "x", "digest": "sha256:…", "ops": 3}, …]`` of applied plugins."""
+    return json.dumps(
+        [{"plugin": r.plugin, "digest": f"sha256:{r.digest}", "ops": r.ops}
+         for r in records if r.outcome == "applied"],
+        separators=(",", ":"),
+    )
+
+
+def _annotate(pod: dict[str, Any], records: Sequence[CallRecord]) -> dict[str, Any]:
+    meta = dict(pod.get("metadata") or {})
+    annotations = dict(meta.get("annotations") or {})
+    annotations[AUDIT_ANNOTATION] = audit_value(records)
+    meta["annotations"] = annotations
+    pod["metadata"] = meta
+    return pod

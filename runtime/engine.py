@@ -1,0 +1,534 @@
+"""The sandbox: the only module that imports wasmtime.
+
+Lifecycle, named as in the code: :meth:`Engine.load` compiles a module once per
+sha256 digest (or deserialises it from the disk cache), checks its imports and
+exports, and pre-links it (:class:`CompiledModule`, holding an ``InstancePre``);
+each hook call (:meth:`CompiledModule.invoke`) then gets a fresh Store and
+Instance with its own fuel, memory cap and epoch deadline, and is gone after.
+
+The per-call path talks to wasmtime's C API through the ctypes layer that
+wasmtime-py generates (``wasmtime._bindings``): the stock ``Func.__call__``,
+``instance.exports()`` and ``Memory.read/write`` cost 5-10x the work itself (see
+docs/runtime.md). That layer is private, which is why wasmtime is pinned exactly;
+every export's signature is checked once at load, because an unchecked call
+with the wrong signature is undefined behaviour.
+
+wasmtime's exceptions (``Trap``, ``WasmtimeError``) become podplug errors here
+and nowhere else.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.metadata
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import wasmtime
+from wasmtime import _bindings as C
+
+from . import abi
+from .cache import ModuleCache, default_dir
+from .errors import (
+    AbiMismatch,
+    DeadlineExceeded,
+    ForbiddenImport,
+    InvalidInput,
+    InvalidOutput,
+    LoadError,
+    MemoryLimit,
+    MissingExport,
+    OutOfFuel,
+    PluginError,
+    Trap,
+)
+from .limits import Limits
+
+WASMTIME_VERSION = importlib.metadata.version("wasmtime")
+_PAGE = 65536
+_U32 = 0xFFFF_FFFF
+_MAX_LOG_LINES = 64  # per call: a chatty or hostile plugin cannot flood the operator's log
+_MAX_LOG_LINE = 4096
+_NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function pointer
+
+
+@dataclass
+class CallState:
+    """What one call's host functions see: the guest's log lines and last words.
+    Reached from the Store's data pointer, never through a global."""
+
+    logs: list[tuple[int, str]] = field(default_factory=list)
+    last_words: str | None = None
+    dropped_logs: int = 0
+
+    def log(self, level: int, text: str) -> None:
+        if level >= abi.LOG_PANIC:
+            self.last_words = text[:_MAX_LOG_LINE]
+        if len(self.logs) < _MAX_LOG_LINES:
+            self.logs.append((level, text[:_MAX_LOG_LINE]))
+        else:
+            self.dropped_logs += 1
+
+
+@dataclass(frozen=True)
+class RawCall:
+    """One hook call's raw outcome."""
+
+    output: bytes
+    fuel_used: int
+    duration_s: float
+    logs: tuple[tuple[int, str], ...]
+
+
+# --- host functions -------------------------------------------------------------
+# They run inside wasm and must never raise (wasmtime-py would park the exception
+# in a module global): every failure becomes a trap with a message.
+
+
+def _state_and_memory(caller: Any) -> tuple[CallState, int, int]:
+    ctx = C._wasmtime_caller_context(caller)
+    state: CallState = ctypes.cast(C._wasmtime_context_get_data(ctx), ctypes.py_object).value
+    ext = C.wasmtime_extern_t()
+    if not C._wasmtime_caller_export_get(caller, b"memory", 6, ctypes.byref(ext)):
+        raise ValueError("the module exports no memory")
+    mem = ext.of.memory
+    base = ctypes.cast(C._wasmtime_memory_data(ctx, ctypes.byref(mem)), ctypes.c_void_p).value
+    return state, base or 0, C._wasmtime_memory_data_size(ctx, ctypes.byref(mem))
+
+
+def _read(base: int, size: int, ptr: int, length: int) -> bytes:
+    ptr &= _U32
+    length &= _U32
+    if ptr + length > size:
+        raise ValueError(f"pointer {ptr}+{length} is outside memory ({size} bytes)")
+    return ctypes.string_at(base + ptr, length)
+
+
+def _trap(message: str) -> int:
+    raw = message.encode()
+    return ctypes.cast(C._wasmtime_trap_new(raw, len(raw)), ctypes.c_void_p).value or 0
+
+
+@C.wasmtime_func_unchecked_callback_t
+def _host_log(env: Any, caller: Any, args: Any, nargs: int) -> int:
+    try:
+        state, base, size = _state_and_memory(caller)
+        level = args[0].i32
+        text = _read(base, size, args[1].i32, min(args[2].i32 & _U32, _MAX_LOG_LINE))
+        state.log(level, text.decode("utf-8", "replace"))
+        return 0
+    except BaseException as e:
+        return _trap(f"podplug.log: {e}")
+
+
+def _as_string(base: int, size: int, ptr: int) -> str:
+    """AssemblyScript string: UTF-16LE, byte length in the u32 before it."""
+    ptr &= _U32
+    if ptr < 4 or ptr > size:
+        return ""
+    length = int.from_bytes(_read(base, size, ptr - 4, 4), "little")
+    return _read(base, size, ptr, min(length, _MAX_LOG_LINE * 2)).decode("utf-16-le", "replace")
+
+
+@C.wasmtime_func_unchecked_callback_t
+def _host_abort(env: Any, caller: Any, args: Any, nargs: int) -> int:
+    try:
+        state, base, size = _state_and_memory(caller)
+        msg = _as_string(base, size, args[0].i32)
+        where = _as_string(base, size, args[1].i32)
+        text = f"abort: {msg or 'no message'}"
+        if where:
+            text += f" at {where}:{args[2].i32}:{args[3].i32}"
+        state.last_words = text
+        return _trap(text)
+    except BaseException as e:
+        return _trap(f"abort (unreadable message: {e})")
+
+
+_HOST_FUNCS = {("podplug", "log"): _host_log, ("env", "abort"): _host_abort}
+
+
+# --- engine ---------------------------------------------------------------------
+
+
+class Engine:
+    """One per process: the wasmtime Engine (fuel + epochs on), the epoch ticker,
+    the linker with podplug's host functions, and the compiled-module caches."""
+
+    def __init__(
+        self,
+        *,
+        cache_dir: Path | str | None = None,
+        disk_cache: bool = True,
+        epoch_tick_s: float = 0.005,
+    ) -> None:
+        config = wasmtime.Config()
+        config.consume_fuel = True
+        config.epoch_interruption = True
+        self._wasm = wasmtime.Engine(config)
+        # Anything that changes the machine code must change the cache key.
+        self.fingerprint = hashlib.sha256(
+            f"wasmtime={WASMTIME_VERSION};fuel=1;epoch=1".encode()
+        ).hexdigest()[:16]
+        self._disk = (
+            ModuleCache(cache_dir or default_dir(), self.fingerprint) if disk_cache else None
+        )
+        self._linker = wasmtime.Linker(self._wasm)
+        for (module, name), cb in _HOST_FUNCS.items():
+            ty = wasmtime.FuncType(
+                [wasmtime.ValType.i32()] * len(abi.ALLOWED_IMPORTS[(module, name)][0]), []
+            )
+            err = C._wasmtime_linker_define_func_unchecked(
+                self._linker.ptr(), module.encode(), len(module), name.encode(), len(name),
+                ty.ptr(), cb, None, _NO_FINALIZER,
+            )
+            if err:
+                raise wasmtime.WasmtimeError._from_ptr(err)
+        self._modules: dict[str, CompiledModule] = {}
+        self._lock = threading.Lock()
+        self.epoch_tick_s = epoch_tick_s
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.stats = {"compiled": 0, "disk_hits": 0, "memory_hits": 0}
+
+    # -- lifecycle
+
+    def close(self) -> None:
+        """Stop the epoch ticker. Idempotent."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _ensure_ticker(self) -> None:
+        if self._ticker is None:
+            with self._lock:
+                if self._ticker is None and not self._stop.is_set():
+                    t = threading.Thread(target=self._tick, name="podplug-epoch", daemon=True)
+                    t.start()
+                    self._ticker = t
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.epoch_tick_s):
+            self._wasm.increment_epoch()
+
+    # -- loading
+
+    def load(self, source: bytes | bytearray | str | Path, name: str) -> CompiledModule:
+        """Compile (or fetch from cache) and check a module. ``name`` is used in
+        errors raised while loading."""
+        wasm = bytes(source) if isinstance(source, bytes | bytearray) else Path(source).read_bytes()
+        digest = hashlib.sha256(wasm).hexdigest()
+        cached = self._modules.get(digest)
+        if cached is not None:
+            self.stats["memory_hits"] += 1
+            return cached
+        module = self._compile(wasm, digest, name)
+        compiled = CompiledModule(self, module, digest, wasm, name)
+        with self._lock:
+            return self._modules.setdefault(digest, compiled)
+
+    def _compile(self, wasm: bytes, digest: str, name: str) -> wasmtime.Module:
+        if self._disk is not None:
+            artefact = self._disk.load(digest)
+            if artefact is not None:
+                try:
+                    module = wasmtime.Module.deserialize(self._wasm, artefact)
+                    self.stats["disk_hits"] += 1
+                    return module
+                except wasmtime.WasmtimeError:
+                    self._disk.discard(digest)  # stale (other engine build): recompile
+        try:
+            module = wasmtime.Module(self._wasm, wasm)
+        except wasmtime.WasmtimeError as e:
+            raise LoadError(name, "", _first_line(str(e))) from e
+        self.stats["compiled"] += 1
+        if self._disk is not None:
+            self._disk.store(digest, module.serialize())
+        return module
+
+    @property
+    def cache_dir(self) -> Path | None:
+        return self._disk.dir if self._disk is not None and self._disk.usable else None
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return "; ".join(lines[:3]) if lines else "unknown error"
+
+
+def _valtypes(types: Any) -> tuple[str, ...]:
+    return tuple(str(t) for t in types)
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """What a module declares, for ``podplug inspect`` and the operator."""
+
+    digest: str
+    size: int
+    abi_version: int
+    hooks: tuple[str, ...]
+    imports: tuple[str, ...]
+    exports: tuple[str, ...]
+    metadata: Mapping[str, Any] | None
+
+
+class CompiledModule:
+    """A checked, pre-linked module: compiled once per digest, instantiated per call."""
+
+    def __init__(
+        self, engine: Engine, module: wasmtime.Module, digest: str, wasm: bytes, name: str
+    ) -> None:
+        self.engine = engine
+        self.digest = digest
+        self.size = size = len(wasm)
+        self._module = module
+        imports = self._check_imports(name)
+        self._hooks = self._check_exports(name)
+        self._pre = engine._linker.instantiate_pre(module)
+        self._pre_ptr = self._pre.ptr()
+        self._names = {h: export.encode() for h, export in abi.HOOK_EXPORTS.items()}
+        version = self._abi_version(name)
+        if version != abi.ABI_VERSION:
+            raise AbiMismatch(name, "", f"module speaks {version}, host speaks {abi.ABI_VERSION}")
+        self.info = ModuleInfo(
+            digest=digest,
+            size=size,
+            abi_version=version,
+            hooks=tuple(h for h in abi.HOOK_EXPORTS if h in self._hooks),
+            imports=imports,
+            exports=tuple(e.name for e in module.exports),
+            metadata=_metadata(wasm),
+        )
+
+    @property
+    def hooks(self) -> frozenset[str]:
+        return self._hooks
+
+    def _check_imports(self, name: str) -> tuple[str, ...]:
+        seen = []
+        for imp in self._module.imports:
+            key = (imp.module, imp.name or "")
+            label = f"{imp.module}.{imp.name}"
+            expected = abi.ALLOWED_IMPORTS.get(key)
+            if expected is None:
+                raise ForbiddenImport(name, "", f"{label} (plugins may import only "
+                                      f"{', '.join(m + '.' + n for m, n in abi.ALLOWED_IMPORTS)})")
+            ty = imp.type
+            if not isinstance(ty, wasmtime.FuncType) or (
+                _valtypes(ty.params), _valtypes(ty.results)
+            ) != expected:
+                raise ForbiddenImport(name, "", f"{label} with the wrong type {ty}")
+            seen.append(label)
+        return tuple(seen)
+
+    def _check_exports(self, name: str) -> frozenset[str]:
+        exports = {e.name: e.type for e in self._module.exports}
+        if not isinstance(exports.get("memory"), wasmtime.MemoryType):
+            raise MissingExport(name, "", "memory")
+        hooks = set()
+        for export, sig in abi.REQUIRED_EXPORTS.items():
+            ty = exports.get(export)
+            if ty is None:
+                raise MissingExport(name, "", export)
+            self._check_sig(name, export, ty, sig)
+        for hook, export in abi.HOOK_EXPORTS.items():
+            ty = exports.get(export)
+            if ty is not None:
+                self._check_sig(name, export, ty, abi.HOOK_SIGNATURE)
+                hooks.add(hook)
+        return frozenset(hooks)
+
+    @staticmethod
+    def _check_sig(name: str, export: str, ty: Any, sig: tuple[tuple[str, ...], ...]) -> None:
+        if not isinstance(ty, wasmtime.FuncType) or (
+            _valtypes(ty.params), _valtypes(ty.results)
+        ) != sig:
+            raise AbiMismatch(name, "", f"export {export} has type {ty}, expected "
+                              f"({', '.join(sig[0])}) -> ({', '.join(sig[1])})")
+
+    def _abi_version(self, name: str) -> int:
+        with _Call(self, name, "load", Limits(fuel=1_000_000, timeout_s=1.0)) as call:
+            return call.call_func(call.export_func(abi.ABI_VERSION_EXPORT), ()) or 0
+
+    def call_raw(self, hook: str, request: bytes, limits: Limits | None = None,
+                 plugin: str = "") -> bytes:
+        """The raw response bytes of one hook call (SDK conformance tests)."""
+        return self.invoke(hook, request, limits or Limits(), plugin or self.digest[:12]).output
+
+    def invoke(self, hook: str, request: bytes, limits: Limits, plugin: str) -> RawCall:
+        """Run one hook in a fresh instance. Raises a :class:`PluginError`."""
+        if len(request) > limits.max_input_bytes:
+            raise InvalidInput(plugin, hook, f"request of {len(request)} bytes exceeds the "
+                               f"{limits.max_input_bytes}-byte cap")
+        if hook not in self._hooks:
+            raise KeyError(hook)
+        start = time.perf_counter()
+        with _Call(self, plugin, hook, limits) as call:
+            alloc = call.export_func(abi.ALLOC_EXPORT)
+            ptr = call.call_func(alloc, (len(request),)) & _U32
+            if ptr == 0 and request:
+                raise InvalidOutput(plugin, hook, f"podplug_alloc({len(request)}) returned 0")
+            call.write(ptr, request)
+            packed = call.call_func(call.export_func(self._names[hook]), (ptr, len(request)))
+            out_ptr, out_len = (packed >> 32) & _U32, packed & _U32
+            if out_len > limits.max_output_bytes:
+                raise InvalidOutput(plugin, hook, f"response of {out_len} bytes exceeds the "
+                                    f"{limits.max_output_bytes}-byte cap")
+            output = call.read(out_ptr, out_len)
+            fuel = call.fuel_used()
+            logs = tuple(call.state.logs)
+        return RawCall(output, fuel, time.perf_counter() - start, logs)
+
+
+def _metadata(wasm: bytes) -> Mapping[str, Any] | None:
+    try:
+        section = abi.custom_section(wasm, abi.METADATA_SECTION)
+        if section is None:
+            return None
+        value = msgpack.unpackb(section, raw=False)
+    except Exception as e:
+        return {"error": f"unreadable {abi.METADATA_SECTION} section: {e}"}
+    return value if isinstance(value, dict) else {"error": "metadata is not a map"}
+
+
+class _Call:
+    """One Store + Instance, alive for one hook call."""
+
+    __slots__ = (
+        "_ctx",
+        "_instance",
+        "_mem",
+        "_store",
+        "fuel",
+        "hook",
+        "limits",
+        "mod",
+        "plugin",
+        "state",
+    )
+
+    def __init__(self, mod: CompiledModule, plugin: str, hook: str, limits: Limits) -> None:
+        self.mod, self.plugin, self.hook, self.limits = mod, plugin, hook, limits
+        self.state = CallState()
+        self.fuel = limits.fuel
+
+    def __enter__(self) -> _Call:
+        engine = self.mod.engine
+        engine._ensure_ticker()
+        self._store = C._wasmtime_store_new(
+            engine._wasm.ptr(), ctypes.c_void_p(id(self.state)),
+            _NO_FINALIZER,
+        )
+        ctx = self._ctx = C._wasmtime_store_context(self._store)
+        try:
+            self._check(C._wasmtime_context_set_fuel(ctx, self.fuel), None)
+            ticks = math.ceil(self.limits.timeout_s / engine.epoch_tick_s) + 1
+            C._wasmtime_context_set_epoch_deadline(ctx, ticks)
+            C._wasmtime_store_limiter(self._store, self.limits.memory_bytes, -1, -1, -1, -1)
+            self._instance = C.wasmtime_instance_t()
+            trap = ctypes.POINTER(C.wasm_trap_t)()
+            err = C._wasmtime_instance_pre_instantiate(
+                self.mod._pre_ptr, ctx, ctypes.byref(self._instance), ctypes.byref(trap)
+            )
+            self._check(err, trap)
+            ext = C.wasmtime_extern_t()
+            C._wasmtime_instance_export_get(ctx, ctypes.byref(self._instance), b"memory", 6,
+                                            ctypes.byref(ext))
+            self._mem = ext.of.memory
+        except BaseException:
+            C._wasmtime_store_delete(self._store)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        C._wasmtime_store_delete(self._store)
+
+    def export_func(self, name: bytes | str) -> Any:
+        raw = name.encode() if isinstance(name, str) else name
+        ext = C.wasmtime_extern_t()
+        C._wasmtime_instance_export_get(self._ctx, ctypes.byref(self._instance), raw, len(raw),
+                                        ctypes.byref(ext))
+        return ext.of.func
+
+    def call_func(self, func: Any, params: tuple[int, ...]) -> int:
+        """Call a function whose signature was checked at load; one result."""
+        vals = (C.wasmtime_val_raw_t * max(len(params), 1))()
+        for i, p in enumerate(params):
+            vals[i].i32 = p
+        trap = ctypes.POINTER(C.wasm_trap_t)()
+        err = C._wasmtime_func_call_unchecked(self._ctx, ctypes.byref(func), vals, len(vals),
+                                              ctypes.byref(trap))
+        self._check(err, trap)
+        return vals[0].i64  # i32 results occupy the low bits; callers mask
+
+    def _memory(self) -> tuple[int, int]:
+        base = C._wasmtime_memory_data(self._ctx, ctypes.byref(self._mem))
+        size = C._wasmtime_memory_data_size(self._ctx, ctypes.byref(self._mem))
+        return ctypes.cast(base, ctypes.c_void_p).value or 0, size
+
+    def write(self, ptr: int, data: bytes) -> None:
+        base, size = self._memory()
+        if ptr + len(data) > size:
+            raise InvalidOutput(self.plugin, self.hook, f"podplug_alloc returned {ptr}, but "
+                                f"{len(data)} bytes there overrun memory ({size} bytes)")
+        ctypes.memmove(base + ptr, data, len(data))
+
+    def read(self, ptr: int, length: int) -> bytes:
+        base, size = self._memory()
+        if ptr + length > size:
+            raise InvalidOutput(self.plugin, self.hook, f"response at {ptr}+{length} lies "
+                                f"outside memory ({size} bytes)")
+        return ctypes.string_at(base + ptr, length)
+
+    def fuel_used(self) -> int:
+        left = ctypes.c_uint64()
+        C._wasmtime_context_get_fuel(self._ctx, ctypes.byref(left))
+        return self.fuel - left.value
+
+    def _check(self, err: Any, trap: Any) -> None:
+        """Translate a wasmtime error or trap into a podplug error."""
+        if trap:
+            t = wasmtime.Trap._from_ptr(trap)
+            raise self._classify(t.message, t.trap_code) from t
+        if err:
+            e = wasmtime.WasmtimeError._from_ptr(err)
+            raise self._classify(str(e), None) from e
+
+    def _classify(self, message: str, code: wasmtime.TrapCode | None) -> PluginError:
+        p, h, lim = self.plugin, self.hook, self.limits
+        words = self.state.last_words
+        if code == wasmtime.TrapCode.OUT_OF_FUEL:
+            return OutOfFuel(p, h, f"used all {lim.fuel:,} units")
+        if code == wasmtime.TrapCode.INTERRUPT:
+            return DeadlineExceeded(p, h, f"still running after {lim.timeout_s:g}s")
+        mem_size = self._memory()[1] if hasattr(self, "_mem") else 0
+        if mem_size + _PAGE > lim.memory_bytes or ("memory" in message and "limit" in message):
+            detail = f" ({words})" if words else ""
+            return MemoryLimit(p, h, f"linear memory reached the {lim.memory_bytes >> 20} MiB "
+                               f"cap{detail}")
+        name = code.name if code is not None else None
+        if words:
+            return Trap(p, h, words if words.startswith("abort") else f"panic: {words}", name)
+        reason = {
+            "UNREACHABLE": "unreachable executed (the guest panicked or aborted)",
+            "STACK_OVERFLOW": "stack overflow (too deep recursion)",
+            "MEMORY_OUT_OF_BOUNDS": "out-of-bounds memory access",
+            "INTEGER_DIVISION_BY_ZERO": "integer division by zero",
+        }.get(name or "", _first_line(message))
+        return Trap(p, h, reason, name)
+

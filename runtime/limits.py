@@ -1,0 +1,81 @@
+"""Per-call resource limits and the parsing of their human spellings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+_MI = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one hook call may use. The operator's policy sets the defaults; a
+    ModelServing plugin entry may lower each one (:meth:`lowered`), never raise it.
+    """
+
+    #: wasm fuel units (about one per instruction). 50M is ~20x what a plugin
+    #: that walks a large Pod needs, and stops a runaway loop in tens of ms.
+    fuel: int = 50_000_000
+    #: linear-memory cap per instance, bytes. Plugins need a few MiB.
+    memory_bytes: int = 64 * _MI
+    #: wall-clock deadline per call, seconds, enforced by epoch interruption.
+    timeout_s: float = 1.0
+    #: request size cap, bytes (the encoded HookRequest).
+    max_input_bytes: int = 1 * _MI
+    #: response size cap, bytes.
+    max_output_bytes: int = 1 * _MI
+
+    def __post_init__(self) -> None:
+        for name in ("fuel", "memory_bytes", "max_input_bytes", "max_output_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"limit {name} must be positive")
+        if self.timeout_s <= 0:
+            raise ValueError("limit timeout must be positive")
+
+    def lowered(
+        self,
+        *,
+        fuel: int | None = None,
+        memory_bytes: int | None = None,
+        timeout_s: float | None = None,
+    ) -> Limits:
+        """These limits, with any given value that is lower taking its place."""
+        return replace(
+            self,
+            fuel=min(self.fuel, fuel) if fuel else self.fuel,
+            memory_bytes=min(self.memory_bytes, memory_bytes) if memory_bytes else self.memory_bytes,
+            timeout_s=min(self.timeout_s, timeout_s) if timeout_s else self.timeout_s,
+        )
+
+
+_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|k|K|M|G|T|B)?\s*$")
+_SUFFIX = {
+    None: 1, "B": 1, "k": 1000, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
+    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
+}
+
+
+def parse_size(text: str | int) -> int:
+    """``"64Mi"``, ``"512Ki"``, ``"1G"``, ``"1048576"`` or an int -> bytes."""
+    if isinstance(text, int):
+        return text
+    m = _QUANTITY.match(text)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (expected e.g. 64Mi, 512Ki, 1G)")
+    return int(float(m.group(1)) * _SUFFIX[m.group(2)])
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|s|m|h)")
+_UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Go-style durations (``"500ms"``, ``"2s"``, ``"1m30s"``) or seconds -> seconds."""
+    if isinstance(text, int | float):
+        return float(text)
+    text = text.strip()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 500ms, 2s, 1m30s)")
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
