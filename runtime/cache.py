@@ -8,6 +8,7 @@ The key covers the module digest, the wasmtime version and the engine config.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -86,7 +87,5 @@ class ModuleCache:
             log.warning("module cache: cannot write %s: %s", digest, e)
 
     def discard(self, digest: str) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.path(digest).unlink()
-        except OSError:
-            pass

@@ -109,7 +109,8 @@ def _describe(e: ValidationError, ops: list[Any]) -> str:
     if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
         return f"op #{index}: unknown op {name!r}" if name else f"op #{index}: no 'op' key"
     field = ".".join(str(x) for x in loc[2:])
-    return f"op #{index} {name}: {field}: {first['msg']}" if field else f"op #{index}: {first['msg']}"
+    where = f"{field}: " if field else ""
+    return f"op #{index} {name}: {where}{first['msg']}"
 
 
 def decode_validation(raw: bytes, plugin: str) -> tuple[bool, str]:

@@ -44,7 +44,9 @@ class Limits:
         return replace(
             self,
             fuel=min(self.fuel, fuel) if fuel else self.fuel,
-            memory_bytes=min(self.memory_bytes, memory_bytes) if memory_bytes else self.memory_bytes,
+            memory_bytes=(
+                min(self.memory_bytes, memory_bytes) if memory_bytes else self.memory_bytes
+            ),
             timeout_s=min(self.timeout_s, timeout_s) if timeout_s else self.timeout_s,
         )
 

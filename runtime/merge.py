@@ -89,7 +89,8 @@ def _ck_label(op: m.SetLabel | m.RemoveLabel, st: _State) -> None:
         raise Denied("label is owned by the controller")
     _check_qualified(op.key, "label")
     if isinstance(op, m.SetLabel) and (len(op.value) > 63 or not _LABEL_VALUE.match(op.value)):
-        raise Denied(f"label value {op.value!r} is not valid (max 63 characters, alphanumeric, -_.)")
+        raise Denied(f"label value {op.value!r} is not valid "
+                     "(at most 63 characters: alphanumerics and -_.)")
 
 
 def _ck_annotation(op: m.SetAnnotation | m.RemoveAnnotation, st: _State) -> None:

@@ -1,1 +1,0 @@
-"""podplug.operator"""
