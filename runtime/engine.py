@@ -66,6 +66,8 @@ class CallState:
 
     logs: list[tuple[int, str]] = field(default_factory=list)
     last_words: str | None = None
+    #: why a host function refused the guest (bad pointer), if it did
+    host_fault: str | None = None
     dropped_logs: int = 0
 
     def log(self, level: int, text: str) -> None:
@@ -111,6 +113,16 @@ def _read(base: int, size: int, ptr: int, length: int) -> bytes:
     return ctypes.string_at(base + ptr, length)
 
 
+def _fault(caller: Any, message: str) -> int:
+    """Record why a host function refused the guest, and trap."""
+    try:
+        ctx = C._wasmtime_caller_context(caller)
+        ctypes.cast(C._wasmtime_context_get_data(ctx), ctypes.py_object).value.host_fault = message
+    except BaseException:
+        pass  # the trap below still carries the message
+    return _trap(message)
+
+
 def _trap(message: str) -> int:
     raw = message.encode()
     return ctypes.cast(C._wasmtime_trap_new(raw, len(raw)), ctypes.c_void_p).value or 0
@@ -125,7 +137,7 @@ def _host_log(env: Any, caller: Any, args: Any, nargs: int) -> int:
         state.log(level, text.decode("utf-8", "replace"))
         return 0
     except BaseException as e:
-        return _trap(f"podplug.log: {e}")
+        return _fault(caller, f"podplug.log: {e}")
 
 
 def _as_string(base: int, size: int, ptr: int) -> str:
@@ -149,7 +161,7 @@ def _host_abort(env: Any, caller: Any, args: Any, nargs: int) -> int:
         state.last_words = text
         return _trap(text)
     except BaseException as e:
-        return _trap(f"abort (unreadable message: {e})")
+        return _fault(caller, f"abort (unreadable message: {e})")
 
 
 _HOST_FUNCS = {("podplug", "log"): _host_log, ("env", "abort"): _host_abort}
@@ -266,6 +278,8 @@ class Engine:
 
 
 def _first_line(text: str) -> str:
+    # wasmtime puts the cause after a backtrace: "...\nCaused by:\n    <cause>"
+    text = text.rpartition("Caused by:")[2] or text
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return "; ".join(lines[:3]) if lines else "unknown error"
 
@@ -516,12 +530,20 @@ class _Call:
             return OutOfFuel(p, h, f"used all {lim.fuel:,} units")
         if code == wasmtime.TrapCode.INTERRUPT:
             return DeadlineExceeded(p, h, f"still running after {lim.timeout_s:g}s")
+        # A refused memory.grow is not a trap: the guest's allocator fails later
+        # (Rust: unreachable; AssemblyScript: abort). wasmtime does not say a grow
+        # was refused, so judge by how close to the cap the memory got: allocators
+        # grow by up to the current size, so past half the cap a grow may fail.
         mem_size = self._memory()[1] if hasattr(self, "_mem") else 0
-        if mem_size + _PAGE > lim.memory_bytes or ("memory" in message and "limit" in message):
+        near_cap = mem_size * 2 >= lim.memory_bytes and code in (
+            wasmtime.TrapCode.UNREACHABLE, None)
+        if near_cap or ("memory" in message and ("limit" in message or "minimum" in message)):
             detail = f" ({words})" if words else ""
             return MemoryLimit(p, h, f"linear memory reached the {lim.memory_bytes >> 20} MiB "
                                f"cap{detail}")
         name = code.name if code is not None else None
+        if self.state.host_fault:
+            return Trap(p, h, self.state.host_fault, name)
         if words:
             return Trap(p, h, words if words.startswith("abort") else f"panic: {words}", name)
         reason = {

@@ -1,0 +1,18 @@
+;; expect: Trap: podplug.log: pointer
+;; A log call pointing outside memory traps instead of reading host memory.
+(module
+  (import "podplug" "log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "podplug_abi_version") (result i32) i32.const 1)
+  (func (export "podplug_alloc") (param $n i32) (result i32) (local $p i32)
+    global.get $heap local.set $p
+    global.get $heap local.get $n i32.add global.set $heap
+    (block $ok (loop $grow
+      global.get $heap memory.size i32.const 16 i32.shl i32.le_u br_if $ok
+      i32.const 1 memory.grow i32.const -1 i32.eq if i32.const 0 return end
+      br $grow))
+    local.get $p)
+  (func (export "podplug_on_pod_create") (param i32 i32) (result i64)
+    i32.const 1 i32.const 0x7fff0000 i32.const 100 call $log
+    i64.const 0))
