@@ -174,8 +174,8 @@ class Chain:
                 raw = e.module.invoke(hook, request, e.limits, e.name)
                 fuel, duration, logs = raw.fuel_used, raw.duration_s, raw.logs
                 ops = codec.decode_mutations(raw.output, e.name, hook)
-                plan = merge.plan(ops, current, plugin=e.name, hook=hook, grants=e.grants,
-                                  allowed_ops=allowed)
+                merged = merge.merge(ops, current, plugin=e.name, hook=hook, grants=e.grants,
+                                     allowed_ops=allowed)
             except PluginError as err:
                 outcome = "ignored" if e.failure_policy is FailurePolicy.IGNORE else "failed"
                 records.append(CallRecord(e.name, e.module.digest, hook, duration, int(fuel), 0,
@@ -183,10 +183,10 @@ class Chain:
                 if outcome == "failed":
                     raise ChainError(err, records) from err
                 continue
-            current = merge.apply(plan, current)
-            applied.extend((e.name, op) for op in plan.ops)
+            current = merged
+            applied.extend((e.name, op) for op in ops)
             records.append(CallRecord(e.name, e.module.digest, hook, duration, int(fuel),
-                                      len(plan.ops), "applied", None, logs))
+                                      len(ops), "applied", None, logs))
         result = dict(current)
         if hook == "create":
             result = _annotate(result, records)
@@ -194,12 +194,11 @@ class Chain:
 
 
 def audit_value(records: Sequence[CallRecord]) -> str:
-    """``[{"plugin": "x", "digest": "sha256:…", "ops": 3}, …]`` of applied plugins."""
-    return json.dumps(
-        [{"plugin": r.plugin, "digest": f"sha256:{r.digest}", "ops": r.ops}
-         for r in records if r.outcome == "applied"],
-        separators=(",", ":"),
-    )
+    """``[{"plugin":"x","digest":"sha256:…","ops":3},…]`` of the applied plugins."""
+    return "[" + ",".join(
+        f'{{"plugin":{json.dumps(r.plugin)},"digest":"sha256:{r.digest}","ops":{r.ops}}}'
+        for r in records if r.outcome == "applied"
+    ) + "]"
 
 
 def _annotate(pod: dict[str, Any], records: Sequence[CallRecord]) -> dict[str, Any]:

@@ -39,12 +39,9 @@ def model_serving_field(model_serving: Mapping[str, Any]) -> bytes:
 
 
 def context_fields(serving_group: str, role_name: str, role_id: str, is_entry: bool) -> bytes:
-    return (
-        _pair("servingGroup", serving_group)
-        + _pair("roleName", role_name)
-        + _pair("roleID", role_id)
-        + _pair("isEntry", is_entry)
-    )
+    # One packb of a 4-key map, minus its one-byte header: four pairs in a row.
+    return msgpack.packb({"servingGroup": serving_group, "roleName": role_name,
+                          "roleID": role_id, "isEntry": is_entry})[1:]
 
 
 _POD_KEY = msgpack.packb("pod")

@@ -1,17 +1,17 @@
 """Validate a plugin's mutation list against the allow-list and apply it.
 
-All-or-nothing: :func:`plan` checks every op against the Pod as the earlier ops
-of the same list would leave it, before anything is applied; only then does
-:func:`apply` run, and it cannot fail. The caller's Pod is never mutated:
-:class:`PodEditor` copies a nested dict or list the first time an op writes
-under it, so a change costs what it touches, not a deep copy of the Pod.
+All-or-nothing: :func:`merge` checks each op against the Pod as the earlier ops
+of the same list left it, then applies it, on a copy-on-write view: a denied op
+discards the view, and the caller's Pod is never mutated. :class:`PodEditor`
+copies a nested dict or list the first time an op writes under it, so a change
+costs what it touches, not a deep copy of the Pod.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import mutations as m
@@ -39,7 +39,7 @@ _CAPABILITY = re.compile(r"^[A-Z_]+$")
 
 
 class Denied(Exception):
-    """One op broke a rule; :func:`plan` turns it into :class:`MutationDenied`."""
+    """One op broke a rule; :func:`merge` turns it into :class:`MutationDenied`."""
 
 
 def _check_qualified(key: str, what: str) -> None:
@@ -57,7 +57,7 @@ def _check_dns(value: str, what: str, pattern: re.Pattern[str] = _DNS_SUBDOMAIN)
 
 @dataclass
 class _State:
-    """What plan() knows of the Pod while it walks the ops."""
+    """The names ops refer to, kept up to date as ops add and remove them."""
 
     template_containers: frozenset[str]
     containers: set[str]
@@ -201,11 +201,14 @@ class PodEditor:
     """Copy-on-write over a Pod dict: containers on the path of a write are
     copied once, the rest is shared with the original."""
 
-    __slots__ = ("_owned", "pod")
+    __slots__ = ("_containers", "_owned", "_spec", "pod")
 
     def __init__(self, pod: Mapping[str, Any]) -> None:
         self.pod: dict[str, Any] = dict(pod)
         self._owned: set[int] = {id(self.pod)}
+        # The two nodes nearly every op writes under, owned once per Pod.
+        self._spec: dict[str, Any] | None = None
+        self._containers: list[dict[str, Any]] | None = None
 
     def _own(self, parent: dict[str, Any], key: str, empty: type) -> Any:
         child = parent.get(key)
@@ -228,7 +231,9 @@ class PodEditor:
         return self._own(self._own(self.pod, "metadata", dict), key, dict)
 
     def spec(self) -> dict[str, Any]:
-        return self._own(self.pod, "spec", dict)
+        if self._spec is None:
+            self._spec = self._own(self.pod, "spec", dict)
+        return self._spec
 
     def spec_list(self, key: str) -> list[Any]:
         return self._own(self.spec(), key, list)
@@ -237,7 +242,9 @@ class PodEditor:
         return self._own(self.spec(), key, dict)
 
     def containers(self, name: str | None) -> Iterable[dict[str, Any]]:
-        items = self.spec_list("containers")
+        if self._containers is None:
+            self._containers = self.spec_list("containers")
+        items = self._containers
         for i, c in enumerate(items):
             if name is None or c.get("name") == name:
                 yield self._own_item(items, i)
@@ -430,15 +437,7 @@ RULES: dict[str, _Rule] = {
 assert set(RULES) == set(m.OP_MODELS), "every op needs a rule"
 
 
-@dataclass(frozen=True)
-class Plan:
-    """A validated op list for one Pod; :func:`apply` it."""
-
-    ops: tuple[m._Op, ...]
-    counts: Mapping[str, int] = field(default_factory=dict)
-
-
-def plan(
+def merge(
     ops: list[m._Op],
     pod: Mapping[str, Any],
     *,
@@ -446,30 +445,26 @@ def plan(
     hook: str,
     grants: frozenset[str] = frozenset(),
     allowed_ops: frozenset[str] | None = None,
-) -> Plan:
-    """Check every op in order, as the earlier ones would leave the Pod.
-    Raises :class:`MutationDenied` for the first op that breaks a rule."""
+) -> dict[str, Any]:
+    """The Pod with ``ops`` applied in order, each checked against the Pod as the
+    earlier ones left it. Raises :class:`MutationDenied` for the first op that
+    breaks a rule; ``pod`` itself is never modified."""
     state = _State.of(pod)
+    ed = PodEditor(pod)
     for i, op in enumerate(ops):
+        name: str = op.op  # type: ignore[attr-defined]
+        rule = RULES[name]
         try:
-            if allowed_ops is not None and op.op not in allowed_ops:  # type: ignore[attr-defined]
+            if allowed_ops is not None and name not in allowed_ops:
                 raise Denied(f"not allowed in the {hook} hook")
             if op.gate is not None and op.gate not in grants:
                 raise Denied(f"needs the {op.gate!r} grant in the operator policy")
-            rule = RULES[op.op]  # type: ignore[attr-defined]
             if rule.needs_grants:
                 rule.check(op, state, grants)
             else:
                 rule.check(op, state)
         except Denied as e:
-            desc = f"{op.op} {op.target()}".rstrip()  # type: ignore[attr-defined]
-            raise MutationDenied(plugin, hook, i, desc, str(e)) from None
-    return Plan(tuple(ops))
-
-
-def apply(p: Plan, pod: Mapping[str, Any]) -> dict[str, Any]:
-    """The Pod with the planned ops applied; ``pod`` itself is left as it was."""
-    ed = PodEditor(pod)
-    for op in p.ops:
-        RULES[op.op].apply(ed, op)  # type: ignore[attr-defined]
+            where = f"{name} {op.target()}".rstrip()
+            raise MutationDenied(plugin, hook, i, where, str(e)) from None
+        rule.apply(ed, op)
     return ed.pod

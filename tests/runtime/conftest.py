@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from podplug.runtime import Engine, PodContext  # noqa: E402
+from podplug.runtime import Engine, PodContext
 
 
 @pytest.fixture(scope="session")

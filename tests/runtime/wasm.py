@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
-import wasmtime
+
+from podplug.runtime.engine import wat_to_wasm
 
 # A bump allocator that grows memory as needed; shared by every fixture.
 ALLOC = """
@@ -25,7 +26,7 @@ ALLOC = """
 
 
 def wat(text: str) -> bytes:
-    return wasmtime.wat2wasm(text)
+    return wat_to_wasm(text)
 
 
 def _escape(data: bytes) -> str:
