@@ -57,7 +57,8 @@ class TestDiskCache:
         assert list(shared.iterdir()) == []
 
     def test_the_key_covers_the_engine_configuration(self, tmp_path: Path) -> None:
-        with Engine(cache_dir=tmp_path) as pooled, Engine(cache_dir=tmp_path, pooling=False) as plain:
+        with (Engine(cache_dir=tmp_path) as pooled,
+              Engine(cache_dir=tmp_path, pooling=False) as plain):
             pooled.load(PLUGIN, "p")
             plain.load(PLUGIN, "p")
             assert pooled.fingerprint != plain.fingerprint

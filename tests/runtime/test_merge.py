@@ -110,10 +110,9 @@ class TestEachOp:
     ) -> None:
         a = {"key": "a", "operator": "Exists"}
         b = {"key": "b", "operator": "Exists"}
-        pod["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
-                                                    {"nodeSelectorTerms": [
-                                                        {"matchExpressions": [a]},
-                                                        {"matchExpressions": [b]}]}}}
+        required = {"nodeSelectorTerms": [{"matchExpressions": [a]}, {"matchExpressions": [b]}]}
+        pod["spec"]["affinity"] = {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}
         gpu = {"key": "gpu", "operator": "In", "values": ["h100"]}
         out = run(pod, {"op": "addNodeAffinityRequirement", "expression": gpu})
         terms = out["spec"]["affinity"]["nodeAffinity"][
@@ -126,7 +125,8 @@ class TestEachOp:
                   {"op": "addInitContainer", "container": {"name": "warm", "image": "busybox"}},
                   {"op": "setArgs", "container": "vllm", "args": ["--port", "9000"]},
                   {"op": "addCapabilities", "container": "vllm", "capabilities": ["IPC_LOCK"]},
-                  {"op": "addVolume", "volume": {"name": "drv", "hostPath": {"path": "/usr/local/dcmi"}}},
+                  {"op": "addVolume",
+                   "volume": {"name": "drv", "hostPath": {"path": "/usr/local/dcmi"}}},
                   {"op": "setEnv", "container": "proxy", "name": "X", "value": "1"},
                   grants=grants)
         assert c(out, "proxy")["env"] == [{"name": "X", "value": "1"}]
