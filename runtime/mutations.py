@@ -20,6 +20,9 @@ class _Op(BaseModel):
     #: so that no key a plugin sends can change it.
     gate: ClassVar[str | None] = None
 
+    #: narrowed to a Literal by each op; declared here so it is the first field
+    op: str
+
     def target(self) -> str:
         """What the op touches, for error messages (`setLabel team`)."""
         for name in ("key", "name", "mountPath", "value"):
