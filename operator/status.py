@@ -1,0 +1,216 @@
+"""ModelServing ``status``, computed from the observed Pods like Kthena does.
+
+Reference: Kthena model_serving_controller.go UpdateModelServingStatus and
+utils/utils.go SetCondition/newCondition. Per serving group (sorted by ordinal):
+- a Deleting group only counts as progressing;
+- a Running group (every role replica's Pods running and ready) is available,
+  any other is progressing;
+- a group whose Pods all carry the update revision is updated, else current.
+
+Conditions keep Kthena's types, reasons and messages (``Available``/
+``AllGroupsReady``, ``Progressing``/``GroupProgressing``,
+``UpdateInProgress``/``GroupsUpdating``); podplug adds ``PluginsReady``.
+Where we differ on purpose: when a condition keeps its status we still refresh
+its reason and message (Kthena keeps the stale ones), and a condition turned
+False by its exclusive partner takes the partner's reason and message.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from podplug.operator import podgen
+from podplug.operator.scaling import Status, ms_partition, observe
+from podplug.operator.spec import (
+    ENTRY_VALUE,
+    LABEL_ENTRY,
+    LABEL_NAME,
+    LABEL_ROLE,
+    LABEL_ROLE_ID,
+    ModelServing,
+)
+
+AVAILABLE = "Available"
+PROGRESSING = "Progressing"
+UPDATE_IN_PROGRESS = "UpdateInProgress"
+PLUGINS_READY = "PluginsReady"
+
+_REASONS = {
+    AVAILABLE: "AllGroupsReady",
+    PROGRESSING: "GroupProgressing",
+    UPDATE_IN_PROGRESS: "GroupsUpdating",
+}
+# Kthena's messages (utils.go), including their grammar, since users grep them.
+MSG_ALL_READY = "All Serving groups are ready"
+MSG_PROGRESSING = "Some groups is progressing"
+MSG_UPDATED = "Updated Groups are"
+
+# Available excludes the other two (Kthena exclusiveConditionTypes, after LWS).
+_EXCLUSIVE = {
+    AVAILABLE: {PROGRESSING, UPDATE_IN_PROGRESS},
+    PROGRESSING: {AVAILABLE},
+    UPDATE_IN_PROGRESS: {AVAILABLE},
+}
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """Why the plugin chain could not run; becomes PluginsReady=False."""
+
+    plugin: str
+    hook: str
+    message: str
+    #: condition reason, CamelCase (e.g. ModuleNotFound, OutOfFuel, MutationDenied)
+    reason: str = "PluginFailed"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def label_selector(ms: ModelServing) -> str:
+    """The scale subresource's selector: one Pod per serving group.
+
+    Kthena pins it to the entry Pod of replica 0 of the first role, so HPA/KEDA
+    count groups, not Pods. Keys sorted, as labels.Set.String() prints them.
+    """
+    labels = {LABEL_NAME: ms.metadata.name, LABEL_ENTRY: ENTRY_VALUE}
+    roles = ms.spec.template.roles
+    if roles:
+        labels[LABEL_ROLE] = roles[0].name
+        labels[LABEL_ROLE_ID] = podgen.role_id(roles[0].name, 0)
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _go_ints(values: Sequence[int]) -> str:
+    return "[" + " ".join(str(v) for v in values) + "]"  # fmt %v of []int
+
+
+def _set_condition(
+    conditions: list[dict[str, Any]], ctype: str, status: str, reason: str, message: str, now: str
+) -> None:
+    for cond in conditions:
+        if cond["type"] == ctype:
+            if cond["status"] != status:
+                cond["lastTransitionTime"] = now
+            cond.update(status=status, reason=reason, message=message)
+            return
+    conditions.append({"type": ctype, "status": status, "lastTransitionTime": now,
+                       "reason": reason, "message": message})
+
+
+def _group_conditions(
+    conditions: list[dict[str, Any]], ctype: str, message: str, now: str
+) -> None:
+    reason = _REASONS[ctype]
+    _set_condition(conditions, ctype, "True", reason, message, now)
+    for cond in conditions:
+        if cond["type"] in _EXCLUSIVE[ctype] and cond["status"] == "True":
+            _set_condition(conditions, cond["type"], "False", reason, message, now)
+
+
+def _plugins_condition(
+    conditions: list[dict[str, Any]], ms: ModelServing, failure: PluginFailure | None, now: str
+) -> None:
+    if failure is not None:
+        _set_condition(conditions, PLUGINS_READY, "False", failure.reason,
+                       f"plugin {failure.plugin} {failure.hook}: {failure.message}", now)
+    elif not ms.spec.plugins:
+        _set_condition(conditions, PLUGINS_READY, "True", "NoPlugins",
+                       "no plugins configured", now)
+    else:
+        n = len(ms.spec.plugins)
+        _set_condition(conditions, PLUGINS_READY, "True", "PluginsLoaded",
+                       f"{n} plugin{'s' if n != 1 else ''} ready", now)
+
+
+def compute_status(
+    ms: ModelServing,
+    pods: Iterable[Mapping[str, Any]],
+    revision: str,
+    *,
+    previous: Mapping[str, Any] | None = None,
+    plugin_failure: PluginFailure | None = None,
+    now: str | None = None,
+) -> dict[str, Any]:
+    """The new ``status`` for ``ms`` given its Pods and the update revision.
+
+    ``previous`` is the current ``status`` (its conditions and currentRevision
+    carry over); ``now`` is an RFC 3339 timestamp for transitions.
+    """
+    now = now or now_rfc3339()
+    previous = previous or {}
+    status: dict[str, Any] = {k: v for k, v in previous.items() if k != "conditions"}
+    conditions = [dict(c) for c in previous.get("conditions") or []]
+    groups = observe(ms, pods)
+    status["labelSelector"] = label_selector(ms)
+    _plugins_condition(conditions, ms, plugin_failure, now)
+
+    if not groups and ms.spec.replicas > 0:
+        # Nothing created yet: Kthena only records the revisions and selector.
+        status["currentRevision"] = revision
+        status["updateRevision"] = revision
+        status["conditions"] = conditions
+        return status
+
+    available = 0
+    progressing: list[int] = []
+    updated: list[int] = []
+    current: list[int] = []
+    old_revisions: Counter[str] = Counter()
+    for index, g in enumerate(groups):
+        if g.status == Status.DELETING:
+            progressing.append(index)
+            continue
+        if g.status == Status.RUNNING:
+            available += 1
+        else:
+            progressing.append(index)
+        if not g.is_outdated(revision):
+            updated.append(index)
+        else:
+            current.append(index)
+            stale = Counter(p.revision for p in g.pods if p.revision != revision)
+            old_revisions[min(stale, key=lambda r: (-stale[r], r))] += 1
+
+    if not progressing:
+        _group_conditions(conditions, AVAILABLE, MSG_ALL_READY, now)
+    else:
+        message = f"{MSG_PROGRESSING}: {_go_ints(progressing)}"
+        if len(current) > ms_partition(ms):
+            _group_conditions(conditions, UPDATE_IN_PROGRESS,
+                              f"{message}, {MSG_UPDATED}: {_go_ints(updated)}", now)
+        else:
+            _group_conditions(conditions, PROGRESSING, message, now)
+
+    status["replicas"] = len(groups)
+    status["availableReplicas"] = available
+    status["updatedReplicas"] = len(updated)
+    status["currentReplicas"] = len(current)
+
+    # StatefulSet-style revisions: keep the recorded current revision while some
+    # group still runs it, else the most common old one, else the update one.
+    recorded = previous.get("currentRevision") or ""
+    if len(updated) == len(groups) or not old_revisions:
+        current_revision = revision
+    elif recorded in old_revisions:
+        current_revision = recorded
+    else:
+        current_revision = min(old_revisions, key=lambda r: (-old_revisions[r], r))
+    status["currentRevision"] = current_revision
+    status["updateRevision"] = revision
+
+    rs = ms.spec.rollout_strategy
+    no_partition = (rs is None or rs.rolling_update_configuration is None
+                    or rs.rolling_update_configuration.partition is None)
+    want = ms.spec.replicas
+    if no_partition and len(updated) == available == len(groups) == want:
+        status["currentReplicas"] = len(updated)
+
+    status["observedGeneration"] = ms.metadata.generation
+    status["conditions"] = conditions
+    return status
