@@ -88,7 +88,7 @@ class PodContext:
     is_entry: bool
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CallRecord:
     """One plugin call, for events, the audit annotation and metrics."""
 

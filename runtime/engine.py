@@ -56,6 +56,11 @@ _PAGE = 65536
 _U32 = 0xFFFF_FFFF
 _MAX_LOG_LINES = 64  # per call: a chatty or hostile plugin cannot flood the operator's log
 _MAX_LOG_LINE = 4096
+# wasmtime_memory_data returning a plain int address: the generated binding returns
+# a POINTER(c_uint8) that costs a cast per call on the hot path.
+_memory_data = C.dll["wasmtime_memory_data"]
+_memory_data.restype = ctypes.c_void_p
+_memory_data.argtypes = C._wasmtime_memory_data.argtypes
 _NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function pointer
 
 
@@ -101,7 +106,7 @@ def _state_and_memory(caller: Any) -> tuple[CallState, int, int]:
     if not C._wasmtime_caller_export_get(caller, b"memory", 6, ctypes.byref(ext)):
         raise ValueError("the module exports no memory")
     mem = ext.of.memory
-    base = ctypes.cast(C._wasmtime_memory_data(ctx, ctypes.byref(mem)), ctypes.c_void_p).value
+    base = _memory_data(ctx, ctypes.byref(mem))
     return state, base or 0, C._wasmtime_memory_data_size(ctx, ctypes.byref(mem))
 
 
@@ -464,6 +469,10 @@ def _metadata(wasm: bytes) -> Mapping[str, Any] | None:
     return value if isinstance(value, dict) else {"error": "metadata is not a map"}
 
 
+#: args-and-results buffer: every export podplug calls has at most 2 params, 1 result
+_Vals2 = C.wasmtime_val_raw_t * 2
+
+
 class _Call:
     """One Store + Instance, alive for one hook call."""
 
@@ -525,19 +534,18 @@ class _Call:
 
     def call_func(self, func: Any, params: tuple[int, ...]) -> int:
         """Call a function whose signature was checked at load; one result."""
-        vals = (C.wasmtime_val_raw_t * max(len(params), 1))()
+        vals = _Vals2()
         for i, p in enumerate(params):
             vals[i].i32 = p
         trap = ctypes.POINTER(C.wasm_trap_t)()
-        err = C._wasmtime_func_call_unchecked(self._ctx, ctypes.byref(func), vals, len(vals),
+        err = C._wasmtime_func_call_unchecked(self._ctx, ctypes.byref(func), vals, 2,
                                               ctypes.byref(trap))
         self._check(err, trap)
         return vals[0].i64  # i32 results occupy the low bits; callers mask
 
     def _memory(self) -> tuple[int, int]:
-        base = C._wasmtime_memory_data(self._ctx, ctypes.byref(self._mem))
-        size = C._wasmtime_memory_data_size(self._ctx, ctypes.byref(self._mem))
-        return ctypes.cast(base, ctypes.c_void_p).value or 0, size
+        mem = ctypes.byref(self._mem)
+        return _memory_data(self._ctx, mem) or 0, C._wasmtime_memory_data_size(self._ctx, mem)
 
     def write(self, ptr: int, data: bytes) -> None:
         base, size = self._memory()
