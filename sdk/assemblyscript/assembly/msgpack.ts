@@ -1,0 +1,596 @@
+// MessagePack for podplug: a decoder to an ordered Value tree and an encoder
+// with the canonical encoding of docs/abi.md (smallest int/str/array/map headers,
+// strings as `str`, floats as float64 like the host's msgpack-python).
+//
+// AssemblyScript has no exceptions, so decoding reports failure through
+// `Decoder.error` instead of throwing (a throw would abort the whole call).
+
+/** What a Value holds. */
+export const enum Kind {
+  Nil = 0,
+  Bool = 1,
+  /** A signed integer; every MessagePack integer that fits in i64. */
+  Int = 2,
+  /** An unsigned integer above i64's range (2^63 .. 2^64-1). */
+  Uint = 3,
+  Float = 4,
+  Str = 5,
+  Bin = 6,
+  Array = 7,
+  Map = 8,
+}
+
+/**
+ * A decoded MessagePack value. Maps keep the order of their keys (the order on
+ * the wire, or the order of `set` calls), which is what the canonical encoding
+ * of passthrough objects needs.
+ */
+export class Value {
+  kind: Kind = Kind.Nil;
+  private b: bool = false;
+  private n: i64 = 0;
+  private f: f64 = 0;
+  private s: string = "";
+  private bytes: Uint8Array | null = null;
+  private items: Value[] | null = null;
+  private mapKeys: string[] | null = null;
+
+  // -- constructors
+
+  static nil(): Value { return new Value(); }
+  static bool(b: bool): Value { const v = new Value(); v.kind = Kind.Bool; v.b = b; return v; }
+  static int(n: i64): Value { const v = new Value(); v.kind = Kind.Int; v.n = n; return v; }
+  static uint(n: u64): Value {
+    const v = new Value();
+    v.kind = n > <u64>i64.MAX_VALUE ? Kind.Uint : Kind.Int;
+    v.n = <i64>n;
+    return v;
+  }
+  static float(f: f64): Value { const v = new Value(); v.kind = Kind.Float; v.f = f; return v; }
+  static str(s: string): Value { const v = new Value(); v.kind = Kind.Str; v.s = s; return v; }
+  static bin(bytes: Uint8Array): Value { const v = new Value(); v.kind = Kind.Bin; v.bytes = bytes; return v; }
+  /** An array; `items` is used as is (not copied). */
+  static array(items: Value[] = []): Value {
+    const v = new Value(); v.kind = Kind.Array; v.items = items; return v;
+  }
+  static strArray(items: string[]): Value {
+    const out = new Array<Value>(items.length);
+    for (let i = 0; i < items.length; i++) out[i] = Value.str(items[i]);
+    return Value.array(out);
+  }
+  /** An empty map; fill it with `set`. */
+  static map(): Value {
+    const v = new Value(); v.kind = Kind.Map; v.items = []; v.mapKeys = []; return v;
+  }
+
+  // -- type tests
+
+  get isNil(): bool { return this.kind == Kind.Nil; }
+  get isBool(): bool { return this.kind == Kind.Bool; }
+  /** Int or Uint. */
+  get isInt(): bool { return this.kind == Kind.Int || this.kind == Kind.Uint; }
+  get isFloat(): bool { return this.kind == Kind.Float; }
+  get isString(): bool { return this.kind == Kind.Str; }
+  get isBin(): bool { return this.kind == Kind.Bin; }
+  get isArray(): bool { return this.kind == Kind.Array; }
+  get isMap(): bool { return this.kind == Kind.Map; }
+
+  // -- scalars (a wrong kind answers the zero value: test with is* first)
+
+  asBool(): bool { return this.kind == Kind.Bool ? this.b : false; }
+  /** The integer (Uint values above i64 wrap: test `kind == Kind.Uint`). */
+  asInt(): i64 { return this.isInt ? this.n : 0; }
+  asUint(): u64 { return this.isInt ? <u64>this.n : 0; }
+  /** Floats as they are, integers converted. */
+  asFloat(): f64 {
+    if (this.kind == Kind.Float) return this.f;
+    if (this.kind == Kind.Int) return <f64>this.n;
+    if (this.kind == Kind.Uint) return <f64><u64>this.n;
+    return 0;
+  }
+  asString(): string { return this.kind == Kind.Str ? this.s : ""; }
+  asBytes(): Uint8Array { const b = this.bytes; return this.kind == Kind.Bin && b ? b : new Uint8Array(0); }
+
+  /** The text of a scalar: strings as they are, numbers in decimal, bools as
+   * true/false, nil as "" (used for Kubernetes quantities written as numbers). */
+  toText(): string {
+    switch (this.kind) {
+      case Kind.Str: return this.s;
+      case Kind.Int: return this.n.toString();
+      case Kind.Uint: return (<u64>this.n).toString();
+      case Kind.Float: return this.f.toString();
+      case Kind.Bool: return this.b ? "true" : "false";
+      default: return "";
+    }
+  }
+
+  // -- arrays and maps
+
+  /** Number of array items or map entries; 0 for scalars. */
+  get length(): i32 {
+    const items = this.items;
+    return (this.kind == Kind.Array || this.kind == Kind.Map) && items ? items.length : 0;
+  }
+
+  /** Array items, or map values in key order; [] for scalars. */
+  values(): Value[] {
+    const items = this.items;
+    return (this.kind == Kind.Array || this.kind == Kind.Map) && items ? items : [];
+  }
+
+  /** Map keys in order; [] for anything else. */
+  keys(): string[] {
+    const keys = this.mapKeys;
+    return this.kind == Kind.Map && keys ? keys : [];
+  }
+
+  /** Array item `i`, or null when out of range or not an array. */
+  at(i: i32): Value | null {
+    if (this.kind != Kind.Array) return null;
+    const items = this.items!;
+    return i >= 0 && i < items.length ? items[i] : null;
+  }
+
+  /** Appends to an array; returns this. */
+  push(item: Value): Value {
+    if (this.kind == Kind.Array) this.items!.push(item);
+    return this;
+  }
+
+  private indexOf(key: string): i32 {
+    if (this.kind != Kind.Map) return -1;
+    const keys = this.mapKeys!;
+    for (let i = 0; i < keys.length; i++) if (keys[i] == key) return i;
+    return -1;
+  }
+
+  has(key: string): bool { return this.indexOf(key) >= 0; }
+
+  /** The value under `key` of a map, or null (absent, or not a map). */
+  get(key: string): Value | null {
+    const i = this.indexOf(key);
+    return i >= 0 ? this.items![i] : null;
+  }
+
+  /** The string under `key`, or `otherwise` when absent or not a string. */
+  getString(key: string, otherwise: string = ""): string {
+    const v = this.get(key);
+    return v && v.kind == Kind.Str ? v.s : otherwise;
+  }
+
+  /** The map under `key`, or an empty map when absent or not a map. */
+  getMap(key: string): Value {
+    const v = this.get(key);
+    return v && v.kind == Kind.Map ? v : Value.map();
+  }
+
+  /** The items of the array under `key`, or [] when absent or not an array. */
+  getArray(key: string): Value[] {
+    const v = this.get(key);
+    return v && v.kind == Kind.Array ? v.items! : [];
+  }
+
+  /** Sets `key` of a map, replacing its value in place or appending it; returns this. */
+  set(key: string, value: Value): Value {
+    if (this.kind != Kind.Map) return this;
+    const i = this.indexOf(key);
+    if (i >= 0) this.items![i] = value;
+    else { this.mapKeys!.push(key); this.items!.push(value); }
+    return this;
+  }
+
+  /** Appends an entry without looking for `key` first (the caller knows it
+   * is new); keeps decoding large maps linear. */
+  appendEntry(key: string, value: Value): void {
+    if (this.kind != Kind.Map) return;
+    this.mapKeys!.push(key);
+    this.items!.push(value);
+  }
+
+  /** Replaces the value of entry `i` (in key order). */
+  setAt(i: i32, value: Value): void {
+    if (this.kind == Kind.Map && i >= 0 && i < this.items!.length) this.items![i] = value;
+  }
+
+  setString(key: string, value: string): Value { return this.set(key, Value.str(value)); }
+  setInt(key: string, value: i64): Value { return this.set(key, Value.int(value)); }
+  setBool(key: string, value: bool): Value { return this.set(key, Value.bool(value)); }
+
+  /** Removes `key` from a map (keeping the others' order); true when it was there. */
+  remove(key: string): bool {
+    const i = this.indexOf(key);
+    if (i < 0) return false;
+    this.mapKeys!.splice(i, 1);
+    this.items!.splice(i, 1);
+    return true;
+  }
+
+  /** Deep equality; maps compare in order, as their encodings would. */
+  equals(other: Value): bool {
+    if (this.kind != other.kind) return false;
+    switch (this.kind) {
+      case Kind.Nil: return true;
+      case Kind.Bool: return this.b == other.b;
+      case Kind.Int:
+      case Kind.Uint: return this.n == other.n;
+      case Kind.Float: return this.f == other.f;
+      case Kind.Str: return this.s == other.s;
+      case Kind.Bin: {
+        const a = this.asBytes(), b = other.asBytes();
+        if (a.length != b.length) return false;
+        for (let i = 0; i < a.length; i++) if (a[i] != b[i]) return false;
+        return true;
+      }
+      default: {
+        const a = this.values(), b = other.values();
+        if (a.length != b.length) return false;
+        if (this.kind == Kind.Map) {
+          const ka = this.keys(), kb = other.keys();
+          for (let i = 0; i < ka.length; i++) if (ka[i] != kb[i]) return false;
+        }
+        for (let i = 0; i < a.length; i++) if (!a[i].equals(b[i])) return false;
+        return true;
+      }
+    }
+  }
+
+  /** The canonical MessagePack encoding of this value. */
+  encode(): Uint8Array {
+    const w = new Writer();
+    w.value(this);
+    return w.toBytes();
+  }
+}
+
+// -- UTF-8 <-> AssemblyScript strings ----------------------------------------
+// Requests and responses are mostly ASCII: these fast paths move 4 characters
+// per step (fuel is counted per wasm instruction, and a 1 MiB request must fit
+// the default fuel budget). Anything else goes through the standard library.
+
+/** Number of leading ASCII code units of the UTF-16 string at `src`. */
+function asciiPrefix(src: usize, units: usize): usize {
+  let i: usize = 0;
+  while (i + 4 <= units && (load<u64>(src + (i << 1)) & 0xff80ff80ff80ff80) == 0) i += 4;
+  while (i < units && load<u16>(src + (i << 1)) < 0x80) i++;
+  return i;
+}
+
+/** Writes `units` ASCII code units at `src` as bytes at `dst`. */
+function narrowAscii(src: usize, units: usize, dst: usize): void {
+  let i: usize = 0;
+  for (; i + 4 <= units; i += 4) {
+    let x = load<u64>(src + (i << 1));
+    x = (x | (x >> 8)) & 0x0000ffff0000ffff;
+    x = (x | (x >> 16)) & 0xffffffff;
+    store<u32>(dst + i, <u32>x);
+  }
+  for (; i < units; i++) store<u8>(dst + i, <u8>load<u16>(src + (i << 1)));
+}
+
+/** The string of `len` UTF-8 bytes at `ptr`. The host sends valid UTF-8
+ * (msgpack-python refuses anything else); the standard library's decoder,
+ * used for non-ASCII text, does not validate. */
+function utf8ToString(ptr: usize, len: usize): string {
+  let i: usize = 0;
+  while (i + 8 <= len && (load<u64>(ptr + i) & 0x8080808080808080) == 0) i += 8;
+  while (i < len && load<u8>(ptr + i) < 0x80) i++;
+  if (i < len) return String.UTF8.decodeUnsafe(ptr, len);
+  const out = changetype<usize>(__new(len << 1, idof<String>()));
+  for (i = 0; i + 4 <= len; i += 4) {
+    let x = <u64>load<u32>(ptr + i);
+    x = (x | (x << 16)) & 0x0000ffff0000ffff;
+    x = (x | (x << 8)) & 0x00ff00ff00ff00ff;
+    store<u64>(out + (i << 1), x);
+  }
+  for (; i < len; i++) store<u16>(out + (i << 1), <u16>load<u8>(ptr + i));
+  return changetype<string>(out);
+}
+
+// -- decoding ------------------------------------------------------------------
+
+/** Nesting deeper than this is refused rather than overflowing the wasm stack. */
+export const MAX_DEPTH: i32 = 256;
+
+/** Decodes MessagePack from raw guest memory. */
+export class Decoder {
+  private pos: usize;
+  private end: usize;
+  /** Why decoding failed (first problem), or null. */
+  error: string | null = null;
+
+  constructor(ptr: usize, len: usize) {
+    this.pos = ptr;
+    this.end = ptr + len;
+  }
+
+  /** Decodes one value that must span the whole input; on failure returns nil
+   * and sets `error`. */
+  decodeAll(): Value {
+    const start = this.pos;
+    const v = this.value(0);
+    if (this.error == null && this.pos != this.end) {
+      this.fail("trailing bytes at offset " + (this.pos - start).toString());
+    }
+    return this.error == null ? v : Value.nil();
+  }
+
+  private fail(msg: string): Value {
+    if (this.error == null) this.error = msg;
+    this.pos = this.end;
+    return Value.nil();
+  }
+
+  private need(n: usize): bool {
+    if (this.end - this.pos < n) { this.fail("truncated input"); return false; }
+    return true;
+  }
+
+  private u8(): u32 { const b = <u32>load<u8>(this.pos); this.pos += 1; return b; }
+  private u16(): u32 { const x = <u32>bswap<u16>(load<u16>(this.pos)); this.pos += 2; return x; }
+  private u32(): u32 { const x = bswap<u32>(load<u32>(this.pos)); this.pos += 4; return x; }
+  private u64(): u64 { const x = bswap<u64>(load<u64>(this.pos)); this.pos += 8; return x; }
+
+  /** Reads a length header of `size` bytes (1, 2 or 4). */
+  private len(size: i32): u32 {
+    if (!this.need(<usize>size)) return 0;
+    return size == 1 ? this.u8() : size == 2 ? this.u16() : this.u32();
+  }
+
+  private str(n: u32): Value {
+    if (!this.need(<usize>n)) return Value.nil();
+    const s = utf8ToString(this.pos, <usize>n);
+    this.pos += <usize>n;
+    return Value.str(s);
+  }
+
+  private bin(n: u32): Value {
+    if (!this.need(<usize>n)) return Value.nil();
+    const out = new Uint8Array(<i32>n);
+    memory.copy(out.dataStart, this.pos, <usize>n);
+    this.pos += <usize>n;
+    return Value.bin(out);
+  }
+
+  private array(n: u32, depth: i32): Value {
+    // Each item takes at least one byte: refuse counts the input cannot hold
+    // before allocating for them.
+    if (!this.need(<usize>n)) return Value.nil();
+    const items = new Array<Value>(<i32>n);
+    for (let i: u32 = 0; i < n; i++) {
+      items[i] = this.value(depth + 1);
+      if (this.error != null) return Value.nil();
+    }
+    return Value.array(items);
+  }
+
+  private map(n: u32, depth: i32): Value {
+    if (!this.need(<usize>n << 1)) return Value.nil();
+    const m = Value.map();
+    for (let i: u32 = 0; i < n; i++) {
+      const key = this.key();
+      if (key == null) return this.fail("map key is not a string");
+      const v = this.value(depth + 1);
+      if (this.error != null) return Value.nil();
+      // Keys are taken as unique, as the host encodes dicts: looking each one
+      // up would make decoding a large map quadratic (and fuel is counted).
+      m.appendEntry(key!, v);
+    }
+    return m;
+  }
+
+  /** A map key: a string read directly (no Value for it), or null. */
+  private key(): string | null {
+    if (!this.need(1)) return null;
+    const t = this.u8();
+    let n: u32;
+    if (t >= 0xa0 && t <= 0xbf) n = t & 0x1f;
+    else if (t == 0xd9) n = this.len(1);
+    else if (t == 0xda) n = this.len(2);
+    else if (t == 0xdb) n = this.len(4);
+    else return null;
+    if (!this.need(<usize>n)) return null;
+    const s = utf8ToString(this.pos, <usize>n);
+    this.pos += <usize>n;
+    return s;
+  }
+
+  private value(depth: i32): Value {
+    if (depth > MAX_DEPTH) return this.fail("nesting deeper than " + MAX_DEPTH.toString());
+    if (!this.need(1)) return Value.nil();
+    const t = this.u8();
+    if (t <= 0x7f) return Value.int(<i64>t);
+    if (t >= 0xe0) return Value.int(<i64><i8>t);
+    if (t >= 0x80 && t <= 0x8f) return this.map(t & 0x0f, depth);
+    if (t >= 0x90 && t <= 0x9f) return this.array(t & 0x0f, depth);
+    if (t >= 0xa0 && t <= 0xbf) return this.str(t & 0x1f);
+    switch (t) {
+      case 0xc0: return Value.nil();
+      case 0xc2: return Value.bool(false);
+      case 0xc3: return Value.bool(true);
+      case 0xc4: return this.bin(this.len(1));
+      case 0xc5: return this.bin(this.len(2));
+      case 0xc6: return this.bin(this.len(4));
+      case 0xca: {
+        if (!this.need(4)) return Value.nil();
+        return Value.float(<f64>reinterpret<f32>(this.u32()));
+      }
+      case 0xcb: {
+        if (!this.need(8)) return Value.nil();
+        return Value.float(reinterpret<f64>(this.u64()));
+      }
+      case 0xcc: return this.need(1) ? Value.int(<i64>this.u8()) : Value.nil();
+      case 0xcd: return this.need(2) ? Value.int(<i64>this.u16()) : Value.nil();
+      case 0xce: return this.need(4) ? Value.int(<i64>this.u32()) : Value.nil();
+      case 0xcf: return this.need(8) ? Value.uint(this.u64()) : Value.nil();
+      case 0xd0: return this.need(1) ? Value.int(<i64><i8>this.u8()) : Value.nil();
+      case 0xd1: return this.need(2) ? Value.int(<i64><i16>this.u16()) : Value.nil();
+      case 0xd2: return this.need(4) ? Value.int(<i64><i32>this.u32()) : Value.nil();
+      case 0xd3: return this.need(8) ? Value.int(<i64>this.u64()) : Value.nil();
+      case 0xd9: return this.str(this.len(1));
+      case 0xda: return this.str(this.len(2));
+      case 0xdb: return this.str(this.len(4));
+      case 0xdc: return this.array(this.len(2), depth);
+      case 0xdd: return this.array(this.len(4), depth);
+      case 0xde: return this.map(this.len(2), depth);
+      case 0xdf: return this.map(this.len(4), depth);
+      default:
+        // 0xc1 (never used) and the ext family: podplug requests carry neither.
+        return this.fail("unsupported MessagePack type 0x" + t.toString(16));
+    }
+  }
+}
+
+/** Decodes `len` bytes at `ptr`. Check `decoder.error` when you need to know
+ * why it failed; this returns nil then. */
+export function decodeAt(ptr: usize, len: usize): Decoder {
+  return new Decoder(ptr, len);
+}
+
+/** Decodes a whole byte array; null when it is not valid MessagePack. */
+export function decode(bytes: Uint8Array): Value | null {
+  const d = new Decoder(bytes.dataStart, <usize>bytes.length);
+  const v = d.decodeAll();
+  return d.error == null ? v : null;
+}
+
+// -- encoding ------------------------------------------------------------------
+
+/** A growable output buffer in raw guest memory (the response is handed to the
+ * host by address, so it must not move after `finish`). */
+export class Writer {
+  private buf: usize;
+  private cap: usize;
+  private pos: usize = 0;
+
+  constructor(capacity: usize = 256) {
+    this.cap = capacity;
+    this.buf = heap.alloc(capacity);
+  }
+
+  get length(): usize { return this.pos; }
+  get dataStart(): usize { return this.buf; }
+
+  private reserve(n: usize): usize {
+    const need = this.pos + n;
+    if (need > this.cap) {
+      let cap = this.cap << 1;
+      if (cap < need) cap = need;
+      this.buf = heap.realloc(this.buf, cap);
+      this.cap = cap;
+    }
+    const at = this.buf + this.pos;
+    this.pos = need;
+    return at;
+  }
+
+  private byte(b: u32): void { store<u8>(this.reserve(1), <u8>b); }
+  private be16(t: u32, x: u32): void {
+    const p = this.reserve(3); store<u8>(p, <u8>t); store<u16>(p + 1, bswap<u16>(<u16>x));
+  }
+  private be32(t: u32, x: u32): void {
+    const p = this.reserve(5); store<u8>(p, <u8>t); store<u32>(p + 1, bswap<u32>(x));
+  }
+  private be64(t: u32, x: u64): void {
+    const p = this.reserve(9); store<u8>(p, <u8>t); store<u64>(p + 1, bswap<u64>(x));
+  }
+
+  nil(): void { this.byte(0xc0); }
+  bool(b: bool): void { this.byte(b ? 0xc3 : 0xc2); }
+
+  /** Smallest encoding: positive values as fixint/uint8..64, negative as
+   * negative fixint/int8..64 (what msgpack-python writes). */
+  int(n: i64): void {
+    if (n >= 0) { this.uint(<u64>n); return; }
+    if (n >= -32) this.byte(<u32>(<u8>n));
+    else if (n >= -128) { const p = this.reserve(2); store<u8>(p, 0xd0); store<i8>(p + 1, <i8>n); }
+    else if (n >= -32768) this.be16(0xd1, <u32><u16>n);
+    else if (n >= -2147483648) this.be32(0xd2, <u32>n);
+    else this.be64(0xd3, <u64>n);
+  }
+
+  uint(n: u64): void {
+    if (n <= 0x7f) this.byte(<u32>n);
+    else if (n <= 0xff) { const p = this.reserve(2); store<u8>(p, 0xcc); store<u8>(p + 1, <u8>n); }
+    else if (n <= 0xffff) this.be16(0xcd, <u32>n);
+    else if (n <= 0xffffffff) this.be32(0xce, <u32>n);
+    else this.be64(0xcf, n);
+  }
+
+  float(f: f64): void { this.be64(0xcb, reinterpret<u64>(f)); }
+
+  /** UTF-8 `str`. A lone surrogate (possible in an AssemblyScript string, never
+   * valid UTF-8) is written as U+FFFD so the host can always decode it. */
+  str(s: string): void {
+    const units = <usize>s.length;
+    const src = changetype<usize>(s);
+    const ascii = asciiPrefix(src, units) == units;
+    const n = ascii ? <u32>units : <u32>String.UTF8.byteLength(s);
+    this.strHeader(n);
+    const p = this.reserve(<usize>n);
+    if (ascii) narrowAscii(src, units, p);
+    else String.UTF8.encodeUnsafe(src, s.length, p, false, String.UTF8.ErrorMode.REPLACE);
+  }
+
+  strHeader(n: u32): void {
+    if (n <= 31) this.byte(0xa0 | n);
+    else if (n <= 0xff) { const p = this.reserve(2); store<u8>(p, 0xd9); store<u8>(p + 1, <u8>n); }
+    else if (n <= 0xffff) this.be16(0xda, n);
+    else this.be32(0xdb, n);
+  }
+
+  bin(b: Uint8Array): void {
+    const n = <u32>b.length;
+    if (n <= 0xff) { const p = this.reserve(2); store<u8>(p, 0xc4); store<u8>(p + 1, <u8>n); }
+    else if (n <= 0xffff) this.be16(0xc5, n);
+    else this.be32(0xc6, n);
+    memory.copy(this.reserve(<usize>n), b.dataStart, <usize>n);
+  }
+
+  arrayHeader(n: u32): void {
+    if (n <= 15) this.byte(0x90 | n);
+    else if (n <= 0xffff) this.be16(0xdc, n);
+    else this.be32(0xdd, n);
+  }
+
+  mapHeader(n: u32): void {
+    if (n <= 15) this.byte(0x80 | n);
+    else if (n <= 0xffff) this.be16(0xde, n);
+    else this.be32(0xdf, n);
+  }
+
+  value(v: Value): void {
+    switch (v.kind) {
+      case Kind.Nil: this.nil(); break;
+      case Kind.Bool: this.bool(v.asBool()); break;
+      case Kind.Int: this.int(v.asInt()); break;
+      case Kind.Uint: this.uint(v.asUint()); break;
+      case Kind.Float: this.float(v.asFloat()); break;
+      case Kind.Str: this.str(v.asString()); break;
+      case Kind.Bin: this.bin(v.asBytes()); break;
+      case Kind.Array: {
+        const items = v.values();
+        this.arrayHeader(<u32>items.length);
+        for (let i = 0; i < items.length; i++) this.value(items[i]);
+        break;
+      }
+      case Kind.Map: {
+        const keys = v.keys(), vals = v.values();
+        this.mapHeader(<u32>keys.length);
+        for (let i = 0; i < keys.length; i++) { this.str(keys[i]); this.value(vals[i]); }
+        break;
+      }
+    }
+  }
+
+  /** A copy of the bytes written so far. */
+  toBytes(): Uint8Array {
+    const out = new Uint8Array(<i32>this.pos);
+    memory.copy(out.dataStart, this.buf, this.pos);
+    return out;
+  }
+
+  /** `(ptr << 32) | len` of the bytes written, as a hook returns it. */
+  finish(): i64 {
+    return <i64>((<u64>this.buf << 32) | <u64>this.pos);
+  }
+}

@@ -1,0 +1,234 @@
+// The Mutations builder: one named method per op of docs/abi.md. Each method
+// writes the op's fields in the canonical order of docs/abi.md's table and omits
+// absent optional fields, so two SDKs given the same calls emit the same bytes.
+// `...In(container, ...)` variants target one container of `spec.containers`;
+// the plain ones target every container.
+
+import { Value } from "./msgpack";
+
+function op(name: string): Value { return Value.map().setString("op", name); }
+
+function opIn(name: string, container: string | null): Value {
+  const m = op(name);
+  if (container !== null) m.setString("container", container);
+  return m;
+}
+
+/** The mutation set a create or ready hook returns, or the error it refuses with. */
+export class Mutations {
+  /** The ops in order, each a map whose first key is `op`. */
+  readonly ops: Value[] = [];
+  /** Set by `Mutations.error`: the hook refuses with this message. */
+  errorMessage: string | null = null;
+
+  /** A refusal: the hook's response becomes `{error: message}` (the host
+   * reports `plugin error: <message>` and does not create the Pod). */
+  static error(message: string): Mutations {
+    const m = new Mutations();
+    m.errorMessage = message;
+    return m;
+  }
+
+  get length(): i32 { return this.ops.length; }
+
+  /** Appends a raw op (a map whose first key is `op`). Prefer the named methods. */
+  push(opValue: Value): Mutations { this.ops.push(opValue); return this; }
+
+  // -- labels and annotations (the only ops a ready hook may use)
+
+  setLabel(key: string, value: string): Mutations {
+    return this.push(op("setLabel").setString("key", key).setString("value", value));
+  }
+  removeLabel(key: string): Mutations { return this.push(op("removeLabel").setString("key", key)); }
+  setAnnotation(key: string, value: string): Mutations {
+    return this.push(op("setAnnotation").setString("key", key).setString("value", value));
+  }
+  removeAnnotation(key: string): Mutations {
+    return this.push(op("removeAnnotation").setString("key", key));
+  }
+
+  // -- env
+
+  /** Sets env var `name` to `value` in every container. */
+  setEnv(name: string, value: string): Mutations { return this.setEnvIn(null, name, value); }
+  /** Sets env var `name` to `value` in container `container` (null: every container). */
+  setEnvIn(container: string | null, name: string, value: string): Mutations {
+    return this.push(opIn("setEnv", container).setString("name", name).setString("value", value));
+  }
+  /** Sets env var `name` from a source (see `fieldRef`, `resourceFieldRef`) in every container. */
+  setEnvFrom(name: string, valueFrom: Value): Mutations { return this.setEnvFromIn(null, name, valueFrom); }
+  setEnvFromIn(container: string | null, name: string, valueFrom: Value): Mutations {
+    return this.push(opIn("setEnv", container).setString("name", name).set("valueFrom", valueFrom));
+  }
+  removeEnv(name: string): Mutations { return this.removeEnvIn(null, name); }
+  removeEnvIn(container: string | null, name: string): Mutations {
+    return this.push(opIn("removeEnv", container).setString("name", name));
+  }
+
+  // -- resources (`kind` is "limits" or "requests")
+
+  setResource(kind: string, name: string, quantity: string): Mutations {
+    return this.setResourceIn(null, kind, name, quantity);
+  }
+  setResourceIn(container: string | null, kind: string, name: string, quantity: string): Mutations {
+    return this.push(opIn("setResource", container)
+      .setString("kind", kind).setString("name", name).setString("quantity", quantity));
+  }
+  setResourceLimit(name: string, quantity: string): Mutations {
+    return this.setResourceIn(null, "limits", name, quantity);
+  }
+  setResourceLimitIn(container: string | null, name: string, quantity: string): Mutations {
+    return this.setResourceIn(container, "limits", name, quantity);
+  }
+  setResourceRequest(name: string, quantity: string): Mutations {
+    return this.setResourceIn(null, "requests", name, quantity);
+  }
+  setResourceRequestIn(container: string | null, name: string, quantity: string): Mutations {
+    return this.setResourceIn(container, "requests", name, quantity);
+  }
+  removeResource(kind: string, name: string): Mutations { return this.removeResourceIn(null, kind, name); }
+  removeResourceIn(container: string | null, kind: string, name: string): Mutations {
+    return this.push(opIn("removeResource", container).setString("kind", kind).setString("name", name));
+  }
+  removeResourceLimit(name: string): Mutations { return this.removeResourceIn(null, "limits", name); }
+  removeResourceRequest(name: string): Mutations { return this.removeResourceIn(null, "requests", name); }
+
+  // -- volumes and mounts
+
+  /** Adds a Kubernetes Volume (replacing one of the same name). A `hostPath`
+   * volume is gated by the operator's `hostPath` grant. */
+  addVolume(volume: Value): Mutations { return this.push(op("addVolume").set("volume", volume)); }
+  /** Adds `{name, emptyDir: {medium?, sizeLimit?}}` ("" omits an optional field). */
+  addEmptyDir(name: string, medium: string = "", sizeLimit: string = ""): Mutations {
+    return this.addVolume(emptyDirVolume(name, medium, sizeLimit));
+  }
+  removeVolume(name: string): Mutations { return this.push(op("removeVolume").setString("name", name)); }
+  /** Adds a VolumeMount to every container (replacing one at the same mountPath). */
+  addVolumeMount(mount: Value): Mutations { return this.addVolumeMountIn(null, mount); }
+  addVolumeMountIn(container: string | null, mount: Value): Mutations {
+    return this.push(opIn("addVolumeMount", container).set("mount", mount));
+  }
+  /** Mounts volume `name` at `mountPath` in every container. */
+  mountVolume(name: string, mountPath: string, readOnly: bool = false): Mutations {
+    return this.addVolumeMountIn(null, volumeMount(name, mountPath, readOnly));
+  }
+  mountVolumeIn(container: string | null, name: string, mountPath: string, readOnly: bool = false): Mutations {
+    return this.addVolumeMountIn(container, volumeMount(name, mountPath, readOnly));
+  }
+  removeVolumeMount(mountPath: string): Mutations { return this.removeVolumeMountIn(null, mountPath); }
+  removeVolumeMountIn(container: string | null, mountPath: string): Mutations {
+    return this.push(opIn("removeVolumeMount", container).setString("mountPath", mountPath));
+  }
+
+  // -- scheduling
+
+  setNodeSelector(key: string, value: string): Mutations {
+    return this.push(op("setNodeSelector").setString("key", key).setString("value", value));
+  }
+  removeNodeSelector(key: string): Mutations {
+    return this.push(op("removeNodeSelector").setString("key", key));
+  }
+  /** Appends a Toleration (see `toleration`) unless an equal one is there. */
+  addToleration(toleration: Value): Mutations {
+    return this.push(op("addToleration").set("toleration", toleration));
+  }
+  /** ANDs a NodeSelectorRequirement (see `requirement`) into every required
+   * node-affinity term. */
+  addNodeAffinityRequirement(expression: Value): Mutations {
+    return this.push(op("addNodeAffinityRequirement").set("expression", expression));
+  }
+  /** Appends a PreferredSchedulingTerm: `weight` 1-100, `preference` a NodeSelectorTerm. */
+  addPreferredNodeAffinity(weight: i64, preference: Value): Mutations {
+    return this.push(op("addPreferredNodeAffinity").setInt("weight", weight).set("preference", preference));
+  }
+  setRuntimeClassName(value: string): Mutations {
+    return this.push(op("setRuntimeClassName").setString("value", value));
+  }
+  setSchedulerName(value: string): Mutations {
+    return this.push(op("setSchedulerName").setString("value", value));
+  }
+  setPriorityClassName(value: string): Mutations {
+    return this.push(op("setPriorityClassName").setString("value", value));
+  }
+
+  // -- gated ops: denied unless the operator's policy grants them
+
+  /** Adds a sidecar container (a Kubernetes Container). Gated: `sidecars`. */
+  addContainer(container: Value): Mutations {
+    return this.push(op("addContainer").set("container", container));
+  }
+  /** Adds an init container. Gated: `initContainers`. */
+  addInitContainer(container: Value): Mutations {
+    return this.push(op("addInitContainer").set("container", container));
+  }
+  /** Replaces every container's args. Gated: `args`. */
+  setArgs(args: string[]): Mutations { return this.setArgsIn(null, args); }
+  setArgsIn(container: string | null, args: string[]): Mutations {
+    return this.push(opIn("setArgs", container).set("args", Value.strArray(args)));
+  }
+  /** Adds Linux capabilities to `securityContext.capabilities.add`. Gated: `capabilities`. */
+  addCapabilities(capabilities: string[]): Mutations { return this.addCapabilitiesIn(null, capabilities); }
+  addCapabilitiesIn(container: string | null, capabilities: string[]): Mutations {
+    return this.push(opIn("addCapabilities", container).set("capabilities", Value.strArray(capabilities)));
+  }
+}
+
+// -- builders for the Kubernetes objects ops carry ("" omits an optional field)
+
+/** `{name, emptyDir: {medium?, sizeLimit?}}` */
+export function emptyDirVolume(name: string, medium: string = "", sizeLimit: string = ""): Value {
+  const dir = Value.map();
+  if (medium.length) dir.setString("medium", medium);
+  if (sizeLimit.length) dir.setString("sizeLimit", sizeLimit);
+  return Value.map().setString("name", name).set("emptyDir", dir);
+}
+
+/** `{name, configMap: {name: configMapName}}` */
+export function configMapVolume(name: string, configMapName: string): Value {
+  return Value.map().setString("name", name)
+    .set("configMap", Value.map().setString("name", configMapName));
+}
+
+/** `{name, mountPath, readOnly?}` (readOnly only when true). */
+export function volumeMount(name: string, mountPath: string, readOnly: bool = false): Value {
+  const m = Value.map().setString("name", name).setString("mountPath", mountPath);
+  if (readOnly) m.setBool("readOnly", true);
+  return m;
+}
+
+/** `{key?, operator, value?, effect?}`: operator "Exists" or "Equal". */
+export function toleration(key: string, operator: string, value: string = "", effect: string = ""): Value {
+  const t = Value.map();
+  if (key.length) t.setString("key", key);
+  t.setString("operator", operator);
+  if (value.length) t.setString("value", value);
+  if (effect.length) t.setString("effect", effect);
+  return t;
+}
+
+/** A NodeSelectorRequirement `{key, operator, values?}` (values omitted when empty,
+ * as for Exists / DoesNotExist). */
+export function requirement(key: string, operator: string, values: string[] = []): Value {
+  const r = Value.map().setString("key", key).setString("operator", operator);
+  if (values.length) r.set("values", Value.strArray(values));
+  return r;
+}
+
+/** A NodeSelectorTerm `{matchExpressions: [...]}`. */
+export function nodeSelectorTerm(expressions: Value[]): Value {
+  return Value.map().set("matchExpressions", Value.array(expressions));
+}
+
+/** `valueFrom` of an env var: `{fieldRef: {fieldPath}}`. */
+export function fieldRef(fieldPath: string): Value {
+  return Value.map().set("fieldRef", Value.map().setString("fieldPath", fieldPath));
+}
+
+/** `valueFrom` of an env var: `{resourceFieldRef: {containerName?, resource, divisor?}}`. */
+export function resourceFieldRef(resource: string, containerName: string = "", divisor: string = ""): Value {
+  const r = Value.map();
+  if (containerName.length) r.setString("containerName", containerName);
+  r.setString("resource", resource);
+  if (divisor.length) r.setString("divisor", divisor);
+  return Value.map().set("resourceFieldRef", r);
+}

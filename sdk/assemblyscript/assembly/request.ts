@@ -1,0 +1,338 @@
+// Typed, read-only views of a HookRequest (docs/abi.md "Requests"). Absent or
+// mistyped optional request fields read as empty string / false / zero / empty,
+// never as a failure: a plugin must work on whatever the host's version sends.
+
+import { Kind, Value } from "./msgpack";
+
+/** A string-to-string map view (labels, annotations, nodeSelector, resource
+ * limits...). Numbers read as their decimal text (a quantity written `1`). */
+export class StringMap {
+  constructor(public value: Value) {}
+
+  get size(): i32 { return this.value.length; }
+  keys(): string[] { return this.value.keys(); }
+  has(key: string): bool { return this.value.has(key); }
+  /** The entry's text, or null when absent. */
+  get(key: string): string | null {
+    const v = this.value.get(key);
+    return v && !v.isNil ? v.toText() : null;
+  }
+  /** The entry's text, or `otherwise`. */
+  getOr(key: string, otherwise: string): string {
+    const v = this.value.get(key);
+    return v && !v.isNil ? v.toText() : otherwise;
+  }
+}
+
+/** One entry of a container's `env`. */
+export class EnvVar {
+  constructor(
+    public name: string,
+    /** null for a `valueFrom` variable. */
+    public value: string | null,
+    public valueFrom: Value | null,
+  ) {}
+}
+
+/** A container of the Pod (`spec.containers[i]` or an init container). */
+export class Container {
+  constructor(public value: Value) {}
+
+  get name(): string { return this.value.getString("name"); }
+  get image(): string { return this.value.getString("image"); }
+
+  /** Env vars in order. */
+  env(): EnvVar[] {
+    const items = this.value.getArray("env");
+    const out = new Array<EnvVar>();
+    for (let i = 0; i < items.length; i++) {
+      const e = items[i];
+      if (!e.isMap) continue;
+      const v = e.get("value");
+      const from = e.get("valueFrom");
+      out.push(new EnvVar(
+        e.getString("name"),
+        v && v.isString ? v.asString() : null,
+        from && from.isMap ? from : null,
+      ));
+    }
+    return out;
+  }
+
+  /** The literal value of env var `name`, or null (absent or `valueFrom`). */
+  envValue(name: string): string | null {
+    const env = this.env();
+    for (let i = 0; i < env.length; i++) if (env[i].name == name) return env[i].value;
+    return null;
+  }
+
+  get resources(): Value { return this.value.getMap("resources"); }
+  get limits(): StringMap { return new StringMap(this.resources.getMap("limits")); }
+  get requests(): StringMap { return new StringMap(this.resources.getMap("requests")); }
+  /** `resources.limits[name]` or null. */
+  limit(name: string): string | null { return this.limits.get(name); }
+  /** `resources.requests[name]` or null. */
+  request(name: string): string | null { return this.requests.get(name); }
+
+  args(): string[] { return strings(this.value.getArray("args")); }
+  command(): string[] { return strings(this.value.getArray("command")); }
+  volumeMounts(): Value[] { return this.value.getArray("volumeMounts"); }
+}
+
+function strings(items: Value[]): string[] {
+  const out = new Array<string>();
+  for (let i = 0; i < items.length; i++) if (items[i].isString) out.push(items[i].asString());
+  return out;
+}
+
+function containers(items: Value[]): Container[] {
+  const out = new Array<Container>();
+  for (let i = 0; i < items.length; i++) if (items[i].isMap) out.push(new Container(items[i]));
+  return out;
+}
+
+/** The Pod: for `create` the Pod about to be created (as left by earlier
+ * plugins), for `ready` the live Pod. */
+export class Pod {
+  constructor(public value: Value) {}
+
+  get metadata(): Value { return this.value.getMap("metadata"); }
+  get spec(): Value { return this.value.getMap("spec"); }
+  get status(): Value { return this.value.getMap("status"); }
+
+  get name(): string { return this.metadata.getString("name"); }
+  get namespace(): string { return this.metadata.getString("namespace"); }
+  get labels(): StringMap { return new StringMap(this.metadata.getMap("labels")); }
+  get annotations(): StringMap { return new StringMap(this.metadata.getMap("annotations")); }
+  label(key: string): string | null { return this.labels.get(key); }
+  annotation(key: string): string | null { return this.annotations.get(key); }
+
+  containers(): Container[] { return containers(this.spec.getArray("containers")); }
+  initContainers(): Container[] { return containers(this.spec.getArray("initContainers")); }
+  /** The container of `spec.containers` called `name`, or null. */
+  container(name: string): Container | null {
+    const all = this.containers();
+    for (let i = 0; i < all.length; i++) if (all[i].name == name) return all[i];
+    return null;
+  }
+  containerNames(): string[] {
+    const all = this.containers();
+    const out = new Array<string>(all.length);
+    for (let i = 0; i < all.length; i++) out[i] = all[i].name;
+    return out;
+  }
+
+  volumes(): Value[] { return this.spec.getArray("volumes"); }
+  hasVolume(name: string): bool {
+    const vols = this.volumes();
+    for (let i = 0; i < vols.length; i++) if (vols[i].getString("name") == name) return true;
+    return false;
+  }
+  get nodeSelector(): StringMap { return new StringMap(this.spec.getMap("nodeSelector")); }
+  tolerations(): Value[] { return this.spec.getArray("tolerations"); }
+  get runtimeClassName(): string { return this.spec.getString("runtimeClassName"); }
+  get schedulerName(): string { return this.spec.getString("schedulerName"); }
+  get priorityClassName(): string { return this.spec.getString("priorityClassName"); }
+}
+
+/** The ModelServing the Pod belongs to. */
+export class ModelServing {
+  constructor(public value: Value) {}
+
+  get metadata(): Value { return this.value.getMap("metadata"); }
+  /** The whole ModelServing spec, as sent. */
+  get spec(): Value { return this.value.getMap("spec"); }
+  get name(): string { return this.metadata.getString("name"); }
+  get namespace(): string { return this.metadata.getString("namespace"); }
+  get uid(): string { return this.metadata.getString("uid"); }
+  get generation(): i64 {
+    const g = this.metadata.get("generation");
+    return g ? g.asInt() : 0;
+  }
+  get labels(): StringMap { return new StringMap(this.metadata.getMap("labels")); }
+  get annotations(): StringMap { return new StringMap(this.metadata.getMap("annotations")); }
+}
+
+/** The first config problem of a call, shared by every Config view of it. */
+export class ConfigErrors {
+  first: string | null = null;
+  record(msg: string): void { if (this.first == null) this.first = msg; }
+}
+
+/**
+ * The plugin's config (`plugin.config`), or a part of it, with typed getters.
+ * A getter that finds the wrong type records "field <path>: expected <type>"
+ * and answers its default; the first problem recorded becomes the hook's error
+ * (`{error}`) or, in validate_config, `{valid: false, message}`.
+ */
+export class Config {
+  private errors: ConfigErrors;
+
+  constructor(public value: Value, public path: string = "", errors: ConfigErrors | null = null) {
+    this.errors = errors ? errors : new ConfigErrors();
+  }
+
+  /** The first problem recorded, or null. */
+  get error(): string | null { return this.errors.first; }
+  get ok(): bool { return this.errors.first == null; }
+
+  private field(key: string): string {
+    return this.path.length ? this.path + "." + key : key;
+  }
+
+  /** Records a problem with field `key` of this map ("" for this value itself):
+   * `field <path>: <message>`. */
+  fail(key: string, message: string): void {
+    const path = key.length ? this.field(key) : this.path;
+    this.errors.record(path.length ? "field " + path + ": " + message : "config: " + message);
+  }
+
+  /** Records "expected a map" unless this value is a map. */
+  expectMap(): bool {
+    if (this.value.isMap) return true;
+    this.fail("", "expected a map");
+    return false;
+  }
+
+  /** Records `unknown field "X"` for the first key not in `allowed`. */
+  allowOnly(allowed: string[]): void {
+    if (!this.expectMap()) return;
+    const keys = this.value.keys();
+    for (let i = 0; i < keys.length; i++) {
+      if (!allowed.includes(keys[i])) {
+        this.errors.record(
+          "unknown field \"" + (this.path.length ? this.field(keys[i]) : keys[i]) + "\"",
+        );
+        return;
+      }
+    }
+  }
+
+  has(key: string): bool { return this.value.has(key); }
+
+  /** The raw value under `key`, or null when absent; records "expected a map"
+   * when this config is not a map. An explicit nil is present: the typed
+   * getters report it as the wrong type. */
+  get(key: string): Value | null {
+    if (!this.expectMap()) return null;
+    return this.value.get(key);
+  }
+
+  getString(key: string, otherwise: string = ""): string {
+    const v = this.get(key);
+    if (!v) return otherwise;
+    if (v.isString) return v.asString();
+    this.fail(key, "expected a string");
+    return otherwise;
+  }
+
+  getInt(key: string, otherwise: i64 = 0): i64 {
+    const v = this.get(key);
+    if (!v) return otherwise;
+    if (v.kind == Kind.Int) return v.asInt();
+    this.fail(key, "expected an integer");
+    return otherwise;
+  }
+
+  /** Integers are accepted as floats. */
+  getFloat(key: string, otherwise: f64 = 0): f64 {
+    const v = this.get(key);
+    if (!v) return otherwise;
+    if (v.isFloat || v.isInt) return v.asFloat();
+    this.fail(key, "expected a number");
+    return otherwise;
+  }
+
+  getBool(key: string, otherwise: bool = false): bool {
+    const v = this.get(key);
+    if (!v) return otherwise;
+    if (v.isBool) return v.asBool();
+    this.fail(key, "expected a boolean");
+    return otherwise;
+  }
+
+  /** A Kubernetes quantity: a string, or a number read as its decimal text. */
+  getQuantity(key: string, otherwise: string = ""): string {
+    const v = this.get(key);
+    if (!v) return otherwise;
+    if (v.isString || v.isInt || v.isFloat) return v.toText();
+    this.fail(key, "expected a quantity");
+    return otherwise;
+  }
+
+  /** The map under `key` as a Config (an empty one when absent or mistyped). */
+  getMap(key: string): Config {
+    const v = this.get(key);
+    if (v && v.isMap) return new Config(v, this.field(key), this.errors);
+    if (v) this.fail(key, "expected a map");
+    return new Config(Value.map(), this.field(key), this.errors);
+  }
+
+  /** The items of the array under `key`, each a Config with path `key[i]`. */
+  getArray(key: string): Config[] {
+    const v = this.get(key);
+    const out = new Array<Config>();
+    if (!v) return out;
+    if (!v.isArray) { this.fail(key, "expected an array"); return out; }
+    const items = v.values();
+    const base = this.field(key);
+    for (let i = 0; i < items.length; i++) {
+      out.push(new Config(items[i], base + "[" + i.toString() + "]", this.errors));
+    }
+    return out;
+  }
+
+  getStringArray(key: string, otherwise: string[] = []): string[] {
+    const v = this.get(key);
+    if (!v) return otherwise;
+    if (!v.isArray) { this.fail(key, "expected an array of strings"); return otherwise; }
+    const items = v.values();
+    const out = new Array<string>(items.length);
+    for (let i = 0; i < items.length; i++) {
+      if (!items[i].isString) {
+        this.fail(key + "[" + i.toString() + "]", "expected a string");
+        return otherwise;
+      }
+      out[i] = items[i].asString();
+    }
+    return out;
+  }
+
+  /** Like getString but records "expected a string" when absent too. */
+  requireString(key: string): string {
+    if (this.value.isMap && !this.has(key)) { this.fail(key, "expected a string"); return ""; }
+    return this.getString(key);
+  }
+
+  /** Like getInt but records "expected an integer" when absent too. */
+  requireInt(key: string): i64 {
+    if (this.value.isMap && !this.has(key)) { this.fail(key, "expected an integer"); return 0; }
+    return this.getInt(key);
+  }
+}
+
+/** One hook call's request (docs/abi.md "Requests"). */
+export class HookRequest {
+  /** The whole decoded request, for fields this SDK has no accessor for. */
+  readonly value: Value;
+  readonly config: Config;
+
+  constructor(value: Value) {
+    this.value = value;
+    const c = value.getMap("plugin").get("config");
+    this.config = new Config(c ? c : Value.map());
+  }
+
+  get abi(): i64 { const v = this.value.get("abi"); return v ? v.asInt() : 0; }
+  /** `create`, `ready` or `validate_config`. */
+  get hook(): string { return this.value.getString("hook"); }
+  private get plugin(): Value { return this.value.getMap("plugin"); }
+  /** The name of the plugin entry in `spec.plugins`. */
+  get pluginName(): string { return this.plugin.getString("name"); }
+  get modelServing(): ModelServing { return new ModelServing(this.value.getMap("modelServing")); }
+  get servingGroup(): string { return this.value.getString("servingGroup"); }
+  get roleName(): string { return this.value.getString("roleName"); }
+  get roleID(): string { return this.value.getString("roleID"); }
+  get isEntry(): bool { const v = this.value.get("isEntry"); return v ? v.asBool() : false; }
+  get pod(): Pod { return new Pod(this.value.getMap("pod")); }
+}

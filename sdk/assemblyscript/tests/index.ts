@@ -1,0 +1,140 @@
+// The SDK's own unit-test module, driven by tests/sdk/test_as_sdk.py through the
+// podplug runtime (so every case also runs under the host's real ABI checks):
+//   create           decodes the request bytes and re-encodes them (codec round trip)
+//   ready            runs the self-test named by the request (a msgpack string)
+//   validate_config  checks a fixed config schema with the typed Config getters
+
+import {
+  Config, Decoder, Kind, Mutations, Value, decode, emptyDirVolume, fieldRef, log, nodeSelectorTerm,
+  requirement, resourceFieldRef, respondWith, toleration, validateConfig, volumeMount, configMapVolume,
+} from "../assembly/index";
+export { podplug_abi_version, podplug_alloc } from "../assembly/index";
+
+export function podplug_on_pod_create(ptr: i32, len: i32): i64 {
+  const d = new Decoder(<usize>ptr, <usize>len);
+  const v = d.decodeAll();
+  if (d.error != null) return respondWith(Value.map().setString("decodeError", d.error!));
+  return respondWith(v);
+}
+
+export function podplug_on_pod_ready(ptr: i32, len: i32): i64 {
+  const d = new Decoder(<usize>ptr, <usize>len);
+  const name = d.decodeAll().asString();
+  if (name == "surrogates") return respondWith(surrogates());
+  if (name == "builders") return respondWith(builders());
+  if (name == "values") return respondWith(values());
+  if (name == "decodeErrors") return respondWith(decodeErrors());
+  if (name == "log") { log.info("héllo 😀"); log.warn("w"); return respondWith(Value.nil()); }
+  if (name == "throw") throw new Error("boom ✗");
+  if (name == "assert") { assert(name.length == 0, "length must be zero"); }
+  if (name == "bounds") { const a = new Array<i32>(1); return respondWith(Value.int(a[5])); }
+  return respondWith(Value.str("unknown self-test " + name));
+}
+
+export function podplug_validate_config(ptr: i32, len: i32): i64 {
+  return validateConfig(ptr, len, schema);
+}
+
+/** count: int, name: string, enabled: bool, ratio: number, tags: [string],
+ * limits: {gpu: quantity}, items: [{id: int (required)}] */
+function schema(c: Config): void {
+  c.allowOnly(["count", "name", "enabled", "ratio", "tags", "limits", "items"]);
+  c.getInt("count", 1);
+  c.getString("name", "x");
+  c.getBool("enabled", true);
+  c.getFloat("ratio", 0.5);
+  c.getStringArray("tags");
+  const limits = c.getMap("limits");
+  limits.allowOnly(["gpu"]);
+  limits.getQuantity("gpu", "1");
+  const items = c.getArray("items");
+  for (let i = 0; i < items.length; i++) {
+    if (items[i].expectMap()) items[i].requireInt("id");
+  }
+}
+
+function surrogates(): Value {
+  return Value.array([
+    Value.str("a\uD800b"),         // lone lead
+    Value.str("\uDC00"),           // lone trail
+    Value.str("x\uD83D"),          // lead at the very end
+    Value.str("\uD83D\uDE00"),     // a valid pair: U+1F600
+    Value.str("\uDBFF\uDFFF"),     // U+10FFFF
+  ]);
+}
+
+function builders(): Value {
+  const m = new Mutations()
+    .setEnv("A", "1")
+    .setEnvIn("main", "B", "2")
+    .setEnvFrom("POD_IP", fieldRef("status.podIP"))
+    .setEnvFromIn("main", "MEM", resourceFieldRef("limits.memory", "main", "1Mi"))
+    .setEnvFrom("CPU", resourceFieldRef("limits.cpu"))
+    .setResourceLimit("nvidia.com/gpu", "1")
+    .setResourceLimitIn("main", "cpu", "2")
+    .setResourceRequest("memory", "1Gi")
+    .setResourceRequestIn("main", "cpu", "500m")
+    .removeResourceLimit("cpu")
+    .removeResourceRequest("cpu")
+    .addEmptyDir("shm", "Memory", "1Gi")
+    .addEmptyDir("scratch")
+    .addVolume(configMapVolume("cfg", "my-config"))
+    .mountVolume("shm", "/dev/shm")
+    .mountVolumeIn("main", "cfg", "/etc/cfg", true)
+    .addVolumeMount(volumeMount("scratch", "/scratch"))
+    .addToleration(toleration("nvidia.com/gpu", "Exists", "", "NoSchedule"))
+    .addToleration(toleration("", "Exists"))
+    .addNodeAffinityRequirement(requirement("gpu", "In", ["a100", "h100"]))
+    .addNodeAffinityRequirement(requirement("rdma", "Exists"))
+    .addPreferredNodeAffinity(50, nodeSelectorTerm([requirement("zone", "In", ["z1"])]))
+    .setArgs(["--x"])
+    .addCapabilities(["IPC_LOCK"])
+    .addCapabilitiesIn("main", ["SYS_RESOURCE"]);
+  return Value.array(m.ops);
+}
+
+function values(): Value {
+  const m = Value.map().setString("b", "1").setString("a", "2").setInt("c", 3);
+  m.setString("b", "replaced");      // keeps its position
+  m.remove("a");
+  m.set("d", Value.array().push(Value.nil()).push(Value.bool(true)).push(Value.float(1.5)));
+  // Round trip through the decoder keeps order and kinds.
+  const again = decode(m.encode())!;
+  const bytes = new Uint8Array(3);
+  bytes[0] = 0; bytes[1] = 0xff; bytes[2] = 7;
+  return Value.array([
+    again,
+    Value.bool(again.equals(m)),
+    Value.uint(<u64>0xffffffffffffffff),
+    Value.int(i64.MIN_VALUE),
+    Value.int(-33),
+    Value.bin(bytes),
+    Value.str(Value.int(-5).toText() + "|" + Value.uint(18446744073709551615).toText() + "|" + Value.float(2.5).toText()),
+    Value.bool(Value.uint(18446744073709551615).kind == Kind.Uint),
+    Value.int(again.getArray("d").length),
+  ]);
+}
+
+function decodeError(bytes: u8[]): Value {
+  const buf = new Uint8Array(bytes.length);
+  for (let i = 0; i < bytes.length; i++) buf[i] = bytes[i];
+  const d = new Decoder(buf.dataStart, <usize>buf.length);
+  d.decodeAll();
+  const e = d.error;
+  return Value.str(e != null ? e! : "no error");
+}
+
+function decodeErrors(): Value {
+  const deep = new Array<u8>(300);
+  for (let i = 0; i < deep.length; i++) deep[i] = 0x91; // [[[[...
+  return Value.array([
+    decodeError([0xa5, 0x61]),                 // str of 5 with 1 byte
+    decodeError([0xdc, 0xff, 0xff]),           // array of 65535 with no items
+    decodeError([0x81, 0x01, 0x02]),           // integer map key
+    decodeError([0xd4, 0x01, 0x02]),           // fixext 1
+    decodeError([0xc1]),                       // never used
+    decodeError([0x01, 0x02]),                 // trailing bytes
+    decodeError(deep),                         // too deep
+    decodeError([]),                           // empty input
+  ]);
+}
