@@ -271,6 +271,7 @@ function narrowAscii(src: usize, units: usize, dst: usize): void {
  * (msgpack-python refuses anything else); the standard library's decoder,
  * used for non-ASCII text, does not validate. */
 function utf8ToString(ptr: usize, len: usize): string {
+  if (len == 0) return "";
   let i: usize = 0;
   while (i + 8 <= len && (load<u64>(ptr + i) & 0x8080808080808080) == 0) i += 8;
   while (i < len && load<u8>(ptr + i) < 0x80) i++;

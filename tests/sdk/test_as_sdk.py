@@ -1,0 +1,272 @@
+"""The AssemblyScript SDK's own unit tests: its MessagePack codec, builders,
+typed config getters and error paths, run through the podplug runtime from the
+test module sdk/assemblyscript/tests/index.ts (see its header for the protocol)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from podplug.runtime import CompiledModule, Engine, InvalidOutput, Limits, Trap
+
+pytestmark = pytest.mark.sdk
+
+ROOT = Path(__file__).resolve().parents[2]
+SDK = ROOT / "sdk" / "assemblyscript"
+WASM = ROOT / "build" / "wasm" / "as-sdk-tests.wasm"
+# Round trips of 65,536-entry maps take more than the default 50M fuel.
+ROOMY = Limits(fuel=500_000_000, timeout_s=10)
+
+
+@pytest.fixture(scope="module")
+def mod() -> Iterator[CompiledModule]:
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed (make deps)")
+    subprocess.run([str(SDK / "build.sh")], check=True)  # incremental
+    with Engine(disk_cache=False) as engine:
+        yield engine.load(WASM.read_bytes(), name="as-sdk-tests")
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def roundtrip(mod: CompiledModule, data: bytes) -> bytes:
+    return mod.invoke("create", data, ROOMY, "as-sdk-tests").output
+
+
+def selftest(mod: CompiledModule, name: str) -> Any:
+    return msgpack.unpackb(mod.call_raw("ready", pack(name)), raw=False)
+
+
+# -- codec round trips: the SDK re-encodes exactly what msgpack-python wrote ----
+
+INTS = [
+    0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1,
+    -1, -32, -33, -128, -129, -32768, -32769, -(2**31), -(2**31) - 1, -(2**63),
+]
+SIZES = [0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536]
+
+
+@pytest.mark.parametrize("n", INTS)
+def test_every_int_header_boundary_round_trips(mod: CompiledModule, n: int) -> None:
+    assert roundtrip(mod, pack(n)) == pack(n)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("unit", ["a", "é", "€", "😀"])
+def test_every_str_header_boundary_round_trips(mod: CompiledModule, size: int, unit: str) -> None:
+    # `size` is in bytes: the header depends on the UTF-8 length, not the characters.
+    text = (unit * size).encode()[:size].decode(errors="ignore")
+    text += "a" * (size - len(text.encode()))
+    assert len(text.encode()) == size
+    assert roundtrip(mod, pack(text)) == pack(text)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_bin_header_boundary_round_trips(mod: CompiledModule, size: int) -> None:
+    data = bytes(i % 256 for i in range(size))
+    assert roundtrip(mod, pack(data)) == pack(data)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_array_header_boundary_round_trips(mod: CompiledModule, size: int) -> None:
+    value = [i % 3 for i in range(size)]
+    assert roundtrip(mod, pack(value)) == pack(value)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_map_header_boundary_round_trips_in_key_order(mod: CompiledModule, size: int) -> None:
+    value = {f"{size - i:x}": i for i in range(size)}  # not sorted: order must be kept
+    assert roundtrip(mod, pack(value)) == pack(value)
+
+
+@pytest.mark.parametrize("value", [
+    None, True, False, 1.5, -0.0, 1e300, float("inf"), [], {}, [[[]]], {"": {"": ""}},
+    {"a": [1, "x", None, {"b": b"\x00"}], "é😀": -7, "z": 2.25},
+])
+def test_scalars_and_nesting_round_trip(mod: CompiledModule, value: Any) -> None:
+    assert roundtrip(mod, pack(value)) == pack(value)
+
+
+def test_float32_is_re_encoded_as_float64(mod: CompiledModule) -> None:
+    assert roundtrip(mod, b"\xca" + bytes.fromhex("3fc00000")) == pack(1.5)
+
+
+def test_non_canonical_headers_are_re_encoded_smallest(mod: CompiledModule) -> None:
+    wide = b"\xcf" + (5).to_bytes(8, "big")                      # uint64 5
+    wide_str = b"\xdb" + (2).to_bytes(4, "big") + b"hi"         # str32 "hi"
+    wide_map = b"\xdf" + (1).to_bytes(4, "big") + b"\xa1k\xc0"  # map32 {k: nil}
+    assert roundtrip(mod, wide) == pack(5)
+    assert roundtrip(mod, wide_str) == pack("hi")
+    assert roundtrip(mod, wide_map) == pack({"k": None})
+
+
+@pytest.mark.parametrize("prefix", range(0, 18))
+def test_non_ascii_after_any_ascii_prefix_round_trips(mod: CompiledModule, prefix: int) -> None:
+    # The ASCII fast paths work 4 and 8 bytes at a time: a multi-byte character
+    # at every offset must fall back correctly.
+    for char in ("é", "€", "𝄞", "\x7f"):
+        text = "x" * prefix + char + "y" * 5
+        assert roundtrip(mod, pack({text: text})) == pack({text: text})
+
+
+def test_astral_code_points_in_keys_and_values_round_trip(mod: CompiledModule) -> None:
+    value = {"😀": "𝄞" * 70, "\U0010ffff": ["\U00010000", "a😀b"]}
+    assert roundtrip(mod, pack(value)) == pack(value)
+
+
+def test_lone_surrogates_are_encoded_as_replacement_characters(mod: CompiledModule) -> None:
+    # AssemblyScript strings are UTF-16 and may hold a lone surrogate, which has
+    # no UTF-8 encoding: the encoder writes U+FFFD so the host can always decode.
+    assert selftest(mod, "surrogates") == ["a\ufffdb", "\ufffd", "x\ufffd", "😀", "\U0010ffff"]
+
+
+def test_malformed_input_is_reported_not_trapped(mod: CompiledModule) -> None:
+    assert selftest(mod, "decodeErrors") == [
+        "truncated input",
+        "truncated input",
+        "map key is not a string",
+        "unsupported MessagePack type 0xd4",
+        "unsupported MessagePack type 0xc1",
+        "trailing bytes at offset 1",
+        "nesting deeper than 256",
+        "truncated input",
+    ]
+
+
+def test_value_api_keeps_order_and_kinds(mod: CompiledModule) -> None:
+    out = msgpack.unpackb(mod.call_raw("ready", pack("values")), raw=False)
+    assert list(out[0]) == ["b", "c", "d"]  # replaced in place, removed, appended
+    assert out == [
+        {"b": "replaced", "c": 3, "d": [None, True, 1.5]},
+        True,
+        2**64 - 1,
+        -(2**63),
+        -33,
+        b"\x00\xff\x07",
+        "-5|18446744073709551615|2.5",
+        True,
+        3,
+    ]
+
+
+# -- the Mutations builder and its helpers ----------------------------------------
+
+def test_builder_helpers_encode_canonical_ops(mod: CompiledModule) -> None:
+    expected = [
+        {"op": "setEnv", "name": "A", "value": "1"},
+        {"op": "setEnv", "container": "main", "name": "B", "value": "2"},
+        {"op": "setEnv", "name": "POD_IP",
+         "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"op": "setEnv", "container": "main", "name": "MEM", "valueFrom": {"resourceFieldRef": {
+            "containerName": "main", "resource": "limits.memory", "divisor": "1Mi"}}},
+        {"op": "setEnv", "name": "CPU",
+         "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+        {"op": "setResource", "kind": "limits", "name": "nvidia.com/gpu", "quantity": "1"},
+        {"op": "setResource", "container": "main", "kind": "limits", "name": "cpu",
+         "quantity": "2"},
+        {"op": "setResource", "kind": "requests", "name": "memory", "quantity": "1Gi"},
+        {"op": "setResource", "container": "main", "kind": "requests", "name": "cpu",
+         "quantity": "500m"},
+        {"op": "removeResource", "kind": "limits", "name": "cpu"},
+        {"op": "removeResource", "kind": "requests", "name": "cpu"},
+        {"op": "addVolume", "volume": {"name": "shm", "emptyDir": {"medium": "Memory",
+                                                                    "sizeLimit": "1Gi"}}},
+        {"op": "addVolume", "volume": {"name": "scratch", "emptyDir": {}}},
+        {"op": "addVolume", "volume": {"name": "cfg", "configMap": {"name": "my-config"}}},
+        {"op": "addVolumeMount", "mount": {"name": "shm", "mountPath": "/dev/shm"}},
+        {"op": "addVolumeMount", "container": "main",
+         "mount": {"name": "cfg", "mountPath": "/etc/cfg", "readOnly": True}},
+        {"op": "addVolumeMount", "mount": {"name": "scratch", "mountPath": "/scratch"}},
+        {"op": "addToleration", "toleration": {"key": "nvidia.com/gpu", "operator": "Exists",
+                                               "effect": "NoSchedule"}},
+        {"op": "addToleration", "toleration": {"operator": "Exists"}},
+        {"op": "addNodeAffinityRequirement",
+         "expression": {"key": "gpu", "operator": "In", "values": ["a100", "h100"]}},
+        {"op": "addNodeAffinityRequirement", "expression": {"key": "rdma", "operator": "Exists"}},
+        {"op": "addPreferredNodeAffinity", "weight": 50, "preference": {"matchExpressions": [
+            {"key": "zone", "operator": "In", "values": ["z1"]}]}},
+        {"op": "setArgs", "args": ["--x"]},
+        {"op": "addCapabilities", "capabilities": ["IPC_LOCK"]},
+        {"op": "addCapabilities", "container": "main", "capabilities": ["SYS_RESOURCE"]},
+    ]
+    # Byte comparison: key order is part of the contract.
+    assert mod.call_raw("ready", pack("builders")) == pack(expected)
+
+
+# -- typed config getters ----------------------------------------------------------
+
+def validate(mod: CompiledModule, config: Any) -> dict[str, Any]:
+    request = pack({"abi": 1, "hook": "validate_config",
+                    "plugin": {"name": "t", "config": config}})
+    return msgpack.unpackb(mod.call_raw("validate_config", request), raw=False)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({}, None),
+    ({"count": 3, "name": "n", "enabled": False, "ratio": 2, "tags": ["a"],
+      "limits": {"gpu": 2}, "items": [{"id": 1}]}, None),
+    ({"limits": {"gpu": "500m"}}, None),
+    ([], "config: expected a map"),
+    ({"bogus": 1}, 'unknown field "bogus"'),
+    ({"count": "3"}, "field count: expected an integer"),
+    ({"count": 1.5}, "field count: expected an integer"),
+    ({"count": None}, "field count: expected an integer"),
+    ({"name": 1}, "field name: expected a string"),
+    ({"enabled": "yes"}, "field enabled: expected a boolean"),
+    ({"ratio": "x"}, "field ratio: expected a number"),
+    ({"tags": "a"}, "field tags: expected an array of strings"),
+    ({"tags": ["a", 2]}, "field tags[1]: expected a string"),
+    ({"limits": []}, "field limits: expected a map"),
+    ({"limits": {"gpu": True}}, "field limits.gpu: expected a quantity"),
+    ({"limits": {"cpu": 1}}, 'unknown field "limits.cpu"'),
+    ({"items": [{"id": 1}, 7]}, "field items[1]: expected a map"),
+    ({"items": [{"id": 1}, {}]}, "field items[1].id: expected an integer"),
+    ({"count": "x", "name": 1}, "field count: expected an integer"),  # the first problem wins
+])
+def test_typed_getters_name_the_offending_field(mod: CompiledModule, config: Any,
+                                                message: str | None) -> None:
+    expected = {"valid": True} if message is None else {"valid": False, "message": message}
+    assert validate(mod, config) == expected
+
+
+def test_a_request_that_is_not_msgpack_gets_an_error_response(mod: CompiledModule) -> None:
+    out = msgpack.unpackb(mod.call_raw("validate_config", b"\x91"), raw=False)
+    assert out == {"error": "invalid request: truncated input"}
+    out = msgpack.unpackb(mod.call_raw("validate_config", pack([1])), raw=False)
+    assert out == {"error": "invalid request: not a map"}
+
+
+# -- errors and logs reach the host readably ---------------------------------------
+
+def test_thrown_error_reaches_the_host_with_its_message_and_place(mod: CompiledModule) -> None:
+    with pytest.raises(Trap, match=r"abort: boom ✗ at tests/index\.ts:\d+:\d+"):
+        mod.call_raw("ready", pack("throw"))
+
+
+def test_failed_assertion_reaches_the_host_with_its_message(mod: CompiledModule) -> None:
+    with pytest.raises(Trap, match=r"abort: length must be zero at tests/index\.ts:\d+:\d+"):
+        mod.call_raw("ready", pack("assert"))
+
+
+def test_out_of_range_index_is_an_abort_not_a_silent_read(mod: CompiledModule) -> None:
+    with pytest.raises(Trap, match=r"abort: Index out of range at ~lib/array\.ts"):
+        mod.call_raw("ready", pack("bounds"))
+
+
+def test_log_lines_reach_the_host_as_utf8(mod: CompiledModule) -> None:
+    call = mod.invoke("ready", pack("log"), Limits(), "as-sdk-tests")
+    assert [(level, text) for level, text in call.logs] == [(1, "héllo 😀"), (2, "w")]
+
+
+def test_alloc_answers_zero_when_memory_cannot_grow(mod: CompiledModule) -> None:
+    tight = Limits(memory_bytes=256 * 1024, max_input_bytes=1024 * 1024)
+    with pytest.raises(InvalidOutput, match="returned 0"):
+        mod.invoke("create", pack("x" * 512 * 1024), tight, "as-sdk-tests")
