@@ -112,7 +112,7 @@ class Role(_Model):
     worker_replicas: int = Field(default=0, alias="workerReplicas")
     worker_template: PodTemplate | None = Field(default=None, alias="workerTemplate")
     # Inlined RollingUpdateConfiguration: used only by RoleRollingUpdate.
-    max_unavailable: IntOrString | None = Field(default=None, alias="maxUnavailable")
+    max_unavailable: IntOrString = Field(default=1, alias="maxUnavailable")
     partition: IntOrString | None = None
 
     @field_validator("name")
