@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -239,6 +239,24 @@ def observe(ms: ModelServing, pods: Iterable[Mapping[str, Any]]) -> list[Serving
     return sorted(groups, key=lambda g: g.index)
 
 
+def foreign_pods(ms: ModelServing, pods: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Pods labelled for this ModelServing but owned by another UID.
+
+    They are left over from a deleted namesake still being garbage-collected;
+    Kthena requeues (after 1s) instead of acting while any exist.
+    """
+    out = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if (meta.get("labels") or {}).get(LABEL_NAME) != ms.metadata.name:
+            continue
+        uids = {o.get("uid") for o in meta.get("ownerReferences") or []
+                if o.get("kind") == "ModelServing"}
+        if ms.metadata.uid and ms.metadata.uid not in uids:
+            out.append(meta.get("name", ""))
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Decisions
 
@@ -282,15 +300,17 @@ def _deletion_key(c: Candidate) -> tuple[int, int, int]:
     return (1 if c.ready else 0, c.deletion_cost, -c.index)
 
 
-def deletion_order(candidates: Sequence[Candidate], count: int, partition: int = 0) -> list[str]:
+def deletion_order(
+    candidates: Sequence[Candidate], count: int, protected: Collection[str] = ()
+) -> list[str]:
     """The ``count`` names to delete, in Kthena's scale-down order.
 
-    ``candidates`` must be sorted by ordinal: the first ``partition`` of them are
-    protected and only taken once every unprotected one is.
+    ``protected`` (the first ``partition`` replicas by ordinal) are only taken
+    once every unprotected candidate is.
     """
-    protected = list(candidates[:partition]) if partition > 0 else []
-    rest = list(candidates[partition:]) if partition > 0 else list(candidates)
-    ordered = sorted(rest, key=_deletion_key) + sorted(protected, key=_deletion_key)
+    rest = [c for c in candidates if c.name not in protected]
+    kept = [c for c in candidates if c.name in protected]
+    ordered = sorted(rest, key=_deletion_key) + sorted(kept, key=_deletion_key)
     return [c.name for c in ordered[: max(0, count)]]
 
 
@@ -374,7 +394,7 @@ def plan_reconcile(
             [Candidate(g.name, g.index, g.status == Status.RUNNING, g.deletion_cost)
              for g in groups],
             len(groups) - spec.replicas,
-            ms_partition(ms),
+            {g.name for g in groups[: ms_partition(ms)]},
         ))
 
     # 2. Role replicas inside each surviving group (manageRoleReplicasPerGroup).
@@ -408,7 +428,8 @@ def plan_reconcile(
                     [Candidate(r.role_id, r.index, r.status == Status.RUNNING, r.deletion_cost)
                      for r in active],
                     len(active) - role.replicas,
-                    role_partition(ms, role),
+                    # Kthena protects by position in the full list, Deleting ones included.
+                    {r.role_id for r in replicas[: role_partition(ms, role)]},
                 )
                 plan.delete_roles.extend(RoleRef(g.name, role.name, rid) for rid in doomed)
                 keep = [r.index for r in active if r.role_id not in doomed]

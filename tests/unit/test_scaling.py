@@ -104,6 +104,13 @@ def test_a_pod_is_errored_when_failed_or_a_container_restarted(status, errored):
     assert scaling.is_errored({"status": status}) is errored
 
 
+def test_pods_left_by_a_deleted_namesake_are_reported_as_foreign():
+    ms = make_ms(workers=0)
+    pods = cluster(ms, [0, 1])
+    pods[1]["metadata"]["ownerReferences"][0]["uid"] = "old-uid"
+    assert scaling.foreign_pods(ms, pods) == ["llm-1-r-0-0"]
+
+
 # --- serving groups -------------------------------------------------------------
 
 
