@@ -270,3 +270,39 @@ def test_alloc_answers_zero_when_memory_cannot_grow(mod: CompiledModule) -> None
     tight = Limits(memory_bytes=256 * 1024, max_input_bytes=1024 * 1024)
     with pytest.raises(InvalidOutput, match="returned 0"):
         mod.invoke("create", pack("x" * 512 * 1024), tight, "as-sdk-tests")
+
+
+# -- the author template (`podplug new NAME --lang assemblyscript`) ----------------
+
+def test_template_builds_and_passes_its_own_test(mod: CompiledModule, tmp_path: Path) -> None:
+    project = tmp_path / "shm-plugin"
+    skip = shutil.ignore_patterns("node_modules", "build")
+    shutil.copytree(SDK / "template", project, ignore=skip)
+    for path in project.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            text = text.replace("{{name}}", "shm-plugin").replace("{{sdk_path}}", str(SDK))
+            path.write_text(text, encoding="utf-8")
+    npm = ["npm", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"]
+    subprocess.run([*npm, "install"], cwd=project, check=True)
+    result = subprocess.run([*npm, "test"], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "# pass 4" in result.stdout
+
+    # The built plugin also passes the host's load checks and runs under it.
+    wasm = (project / "build" / "shm-plugin.wasm").read_bytes()
+    with Engine(disk_cache=False) as engine:
+        plugin = engine.load(wasm, name="shm-plugin")
+        assert plugin.hooks == frozenset({"create", "validate_config"})
+        request = pack({"abi": 1, "hook": "create", "plugin": {"name": "shm", "config": {}},
+                        "roleName": "decode",
+                        "pod": {"metadata": {"name": "p"},
+                                "spec": {"containers": [{"name": "m"}]}}})
+        out = msgpack.unpackb(plugin.call_raw("create", request), raw=False)
+    assert out["mutations"][-1] == {"op": "setLabel", "key": "example.com/role", "value": "decode"}
+
+    from podplug.runtime.abi import METADATA_SECTION, custom_section
+
+    meta = msgpack.unpackb(custom_section(wasm, METADATA_SECTION), raw=False)
+    assert meta["name"] == "shm-plugin"
+    assert meta["hooks"] == ["create", "validate_config"]

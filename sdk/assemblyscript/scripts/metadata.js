@@ -6,7 +6,8 @@
 //   node scripts/metadata.js plugin.wasm podplug.json [-o out.wasm]
 //
 // An existing podplug.metadata section is replaced, so the step is idempotent.
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, realpathSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { encode } from "../testing/msgpack.js";
 
 const SECTION = "podplug.metadata";
@@ -65,7 +66,8 @@ export function withMetadata(wasm, metadata) {
   return Buffer.concat([strip(wasm), Buffer.from([0]), Buffer.from(leb128(payload.length)), payload]);
 }
 
-const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+// Run as a script (also through node_modules/.bin's symlink), not imported.
+const isMain = process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
   const args = process.argv.slice(2);
   const o = args.indexOf("-o");
