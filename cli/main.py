@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Verb modules, in the order `podplug --help` lists them.
-_VERBS = ("run", "inspect", "render")
+_VERBS = ("run", "inspect", "render", "operator_cmd")
 
 EXIT_OK = 0
 EXIT_PLUGIN_ERROR = 1
