@@ -317,6 +317,8 @@ REFUSED = {
 CRD_ONLY = {
     "unknown builtin": mutate("spec.plugins", [{"name": "gpu-tweaks", "type": "BuiltIn"}]),
     "generated names too long": mutate("metadata.name", "a" * 50),
+    "name starting with a digit": mutate("metadata.name", "1llm"),
+    "name with a dot": mutate("metadata.name", "llm.v2"),
     "rolling config under RoleRollingUpdate": mutate("spec.rolloutStrategy", {
         "type": "RoleRollingUpdate", "rollingUpdateConfiguration": {"partition": 1}}),
 }
@@ -333,8 +335,10 @@ def test_the_models_refuse_what_the_crd_refuses(case):
         ModelServing.parse(REFUSED[case])
 
 
-def test_generated_name_check_matches_the_crd_rule():
-    ms = ModelServing.parse(CRD_ONLY["generated names too long"])
+@pytest.mark.parametrize("case", ["generated names too long", "name starting with a digit",
+                                  "name with a dot"])
+def test_generated_name_check_matches_the_crd_rule(case):
+    ms = ModelServing.parse(CRD_ONLY[case])
     assert spec_module.generated_name_errors(ms.metadata.name, ms.spec)
     ok = ModelServing.parse(KTHENA_STYLE)
     assert spec_module.generated_name_errors(ok.metadata.name, ok.spec) == []
