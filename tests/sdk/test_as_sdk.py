@@ -272,6 +272,95 @@ def test_alloc_answers_zero_when_memory_cannot_grow(mod: CompiledModule) -> None
         mod.invoke("create", pack("x" * 512 * 1024), tight, "as-sdk-tests")
 
 
+# -- request accessors ---------------------------------------------------------------
+
+FULL_REQUEST = {
+    "abi": 1, "hook": "ready",
+    "plugin": {"name": "acc", "config": {"mode": "fast"}},
+    "modelServing": {
+        "metadata": {"name": "llama", "namespace": "ai", "uid": "u-1", "generation": 4,
+                     "labels": {"team": "ml"}, "annotations": {"note": "n"}},
+        "spec": {"replicas": 2, "template": {"roles": [
+            {"name": "prefill", "replicas": 1, "entryTemplate": {"x": "p"}},
+            {"name": "decode", "replicas": 3, "entryTemplate": {"x": "d"}}]}},
+    },
+    "servingGroup": "llama-0", "roleName": "decode", "roleID": "decode-0", "isEntry": False,
+    "pod": {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "llama-0-decode-0-0", "namespace": "ai",
+                     "labels": {"a": "1", "b": "2"}, "annotations": {"n": "v"}},
+        "spec": {
+            "containers": [
+                {"name": "main", "image": "vllm", "args": ["--a", "b"], "command": ["python"],
+                 "env": [{"name": "A", "value": "x"},
+                         {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                 "resources": {"limits": {"nvidia.com/gpu": 8, "cpu": "4"},
+                               "requests": {"memory": "1Gi"}},
+                 "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}]},
+                {"name": "side", "image": "envoy"},
+            ],
+            "initContainers": [{"name": "init", "image": "busybox"}],
+            "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
+            "nodeSelector": {"zone": "z1"}, "tolerations": [{"operator": "Exists"}],
+            "runtimeClassName": "nvidia", "schedulerName": "volcano", "priorityClassName": "high",
+        },
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    },
+}
+
+
+def accessors(mod: CompiledModule, request: dict[str, Any]) -> dict[str, str]:
+    out = msgpack.unpackb(mod.call_raw("ready", pack(request)), raw=False)
+    return {op["key"]: op["value"] for op in out["mutations"] if op["op"] == "setAnnotation"}
+
+
+def test_request_accessors_read_every_field(mod: CompiledModule) -> None:
+    assert accessors(mod, FULL_REQUEST) == {
+        "abi": "1",
+        "hook": "ready||ready",
+        "pluginName": "acc",
+        "config": "fast",
+        "ms": "llama|ai|u-1|4|2|2|ml|n",
+        "specAt": "3",
+        "role": "decode:d",
+        "context": "llama-0|decode|decode-0|worker",
+        "pod": "llama-0-decode-0-0|ai|1|v|a,b|1",
+        "containers": "main,side",
+        "main": "main|vllm",
+        "side": "side",
+        "missing": "null",
+        "env": "A=x,B=<null>(from fieldRef)",
+        "envValue": "x|<null>|hasB",
+        "resources": "8|4|1Gi|nvidia.com/gpu,cpu|dflt",
+        "args": "--a b|python|1",
+        "init": "1|init",
+        "volumes": "1|Memory|no",
+        "scheduling": "z1|1|nvidia|volcano|high",
+        "ready": "ready",
+    }
+
+
+def test_absent_request_fields_read_as_empty_values(mod: CompiledModule) -> None:
+    out = accessors(mod, {"abi": 1, "hook": "ready", "plugin": {"name": "acc"}})
+    assert out == {
+        "abi": "1", "hook": "ready||ready", "pluginName": "acc", "config": "default",
+        "ms": "|||0|-1|0|<null>|<null>", "specAt": "<null>", "role": "<null>",
+        "context": "|||worker", "pod": "||<null>|<null>||0", "containers": "", "main": "<null>",
+        "side": "<null>", "missing": "null", "init": "0|<null>", "volumes": "0|<null>|no",
+        "scheduling": "<null>|0|||", "ready": "not-ready",
+    }
+
+
+def test_convenience_builders_match_the_plain_ops(mod: CompiledModule) -> None:
+    out = msgpack.unpackb(mod.call_raw("ready", pack(FULL_REQUEST)), raw=False)
+    assert out["mutations"][-3:] == [
+        {"op": "addVolume", "volume": {"name": "shm",
+                                       "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}},
+        {"op": "addVolume", "volume": {"name": "c", "configMap": {"name": "cm"}}},
+        {"op": "setEnv", "name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+    ]
+
+
 # -- the author template (`podplug new NAME --lang assemblyscript`) ----------------
 
 def test_template_builds_and_passes_its_own_test(mod: CompiledModule, tmp_path: Path) -> None:

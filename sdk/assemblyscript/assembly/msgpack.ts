@@ -170,6 +170,24 @@ export class Value {
     return v && v.kind == Kind.Array ? v.items! : [];
   }
 
+  /** The value at a `/`-separated path of map keys and array indexes
+   * (`"template/roles/0/name"`), or null when any step is missing. */
+  pointer(path: string): Value | null {
+    let v: Value | null = this;
+    const parts = path.split("/");
+    for (let i = 0; i < parts.length && v; i++) {
+      const part = parts[i];
+      if (part.length == 0) continue;
+      if (v.isArray) {
+        const n = I32.parseInt(part);
+        v = isNaN(n) || n < 0 ? null : v.at(<i32>n);
+      } else {
+        v = v.get(part);
+      }
+    }
+    return v;
+  }
+
   /** Sets `key` of a map, replacing its value in place or appending it; returns this. */
   set(key: string, value: Value): Value {
     if (this.kind != Kind.Map) return this;

@@ -60,6 +60,10 @@ export class Mutations {
   setEnvFromIn(container: string | null, name: string, valueFrom: Value): Mutations {
     return this.push(opIn("setEnv", container).setString("name", name).set("valueFrom", valueFrom));
   }
+  /** Sets env var `name` from a Pod field (`fieldRef.fieldPath`) in every container. */
+  setEnvFromField(name: string, fieldPath: string): Mutations {
+    return this.setEnvFromIn(null, name, fieldRef(fieldPath));
+  }
   removeEnv(name: string): Mutations { return this.removeEnvIn(null, name); }
   removeEnvIn(container: string | null, name: string): Mutations {
     return this.push(opIn("removeEnv", container).setString("name", name));
@@ -101,6 +105,14 @@ export class Mutations {
   /** Adds `{name, emptyDir: {medium?, sizeLimit?}}` ("" omits an optional field). */
   addEmptyDir(name: string, medium: string = "", sizeLimit: string = ""): Mutations {
     return this.addVolume(emptyDirVolume(name, medium, sizeLimit));
+  }
+  /** Adds a memory-backed emptyDir (`medium: Memory`), e.g. for /dev/shm. */
+  addMemoryEmptyDir(name: string, sizeLimit: string = ""): Mutations {
+    return this.addVolume(emptyDirVolume(name, "Memory", sizeLimit));
+  }
+  /** Adds `{name, configMap: {name: configMap}}`. */
+  addConfigMapVolume(name: string, configMap: string): Mutations {
+    return this.addVolume(configMapVolume(name, configMap));
   }
   removeVolume(name: string): Mutations { return this.push(op("removeVolume").setString("name", name)); }
   /** Adds a VolumeMount to every container (replacing one at the same mountPath). */

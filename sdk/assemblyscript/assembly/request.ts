@@ -66,6 +66,12 @@ export class Container {
     return null;
   }
 
+  hasEnv(name: string): bool {
+    const env = this.env();
+    for (let i = 0; i < env.length; i++) if (env[i].name == name) return true;
+    return false;
+  }
+
   get resources(): Value { return this.value.getMap("resources"); }
   get limits(): StringMap { return new StringMap(this.resources.getMap("limits")); }
   get requests(): StringMap { return new StringMap(this.resources.getMap("requests")); }
@@ -115,6 +121,17 @@ export class Pod {
     for (let i = 0; i < all.length; i++) if (all[i].name == name) return all[i];
     return null;
   }
+  /** The first container: by Kthena's convention the serving container. */
+  mainContainer(): Container | null {
+    const all = this.containers();
+    return all.length ? all[0] : null;
+  }
+  /** The init container called `name`, or null. */
+  initContainer(name: string): Container | null {
+    const all = this.initContainers();
+    for (let i = 0; i < all.length; i++) if (all[i].name == name) return all[i];
+    return null;
+  }
   containerNames(): string[] {
     const all = this.containers();
     const out = new Array<string>(all.length);
@@ -123,9 +140,20 @@ export class Pod {
   }
 
   volumes(): Value[] { return this.spec.getArray("volumes"); }
-  hasVolume(name: string): bool {
+  /** The volume called `name`, or null. */
+  volume(name: string): Value | null {
     const vols = this.volumes();
-    for (let i = 0; i < vols.length; i++) if (vols[i].getString("name") == name) return true;
+    for (let i = 0; i < vols.length; i++) if (vols[i].getString("name") == name) return vols[i];
+    return null;
+  }
+  hasVolume(name: string): bool { return this.volume(name) !== null; }
+  /** Whether the `Ready` condition is `True` (in a ready hook). */
+  get isReady(): bool {
+    const conditions = this.status.getArray("conditions");
+    for (let i = 0; i < conditions.length; i++) {
+      const c = conditions[i];
+      if (c.getString("type") == "Ready" && c.getString("status") == "True") return true;
+    }
     return false;
   }
   get nodeSelector(): StringMap { return new StringMap(this.spec.getMap("nodeSelector")); }
@@ -151,6 +179,21 @@ export class ModelServing {
   }
   get labels(): StringMap { return new StringMap(this.metadata.getMap("labels")); }
   get annotations(): StringMap { return new StringMap(this.metadata.getMap("annotations")); }
+  /** `spec.replicas` (serving groups), or -1 when absent. */
+  get replicas(): i64 {
+    const r = this.spec.get("replicas");
+    return r && r.isInt ? r.asInt() : -1;
+  }
+  /** `spec.template.roles[]`. */
+  roles(): Value[] { return this.spec.getMap("template").getArray("roles"); }
+  /** The role called `name` in `spec.template.roles[]`, or null. */
+  role(name: string): Value | null {
+    const roles = this.roles();
+    for (let i = 0; i < roles.length; i++) if (roles[i].getString("name") == name) return roles[i];
+    return null;
+  }
+  /** A spec field by `/`-separated path, e.g. `specAt("template/roles/0/replicas")`. */
+  specAt(path: string): Value | null { return this.spec.pointer(path); }
 }
 
 /** The first config problem of a call, shared by every Config view of it. */
@@ -335,4 +378,8 @@ export class HookRequest {
   get roleID(): string { return this.value.getString("roleID"); }
   get isEntry(): bool { const v = this.value.get("isEntry"); return v ? v.asBool() : false; }
   get pod(): Pod { return new Pod(this.value.getMap("pod")); }
+  get isCreate(): bool { return this.hook == "create"; }
+  get isReady(): bool { return this.hook == "ready"; }
+  /** This Pod's role in the ModelServing (`spec.template.roles[]` named `roleName`). */
+  role(): Value | null { return this.modelServing.role(this.roleName); }
 }

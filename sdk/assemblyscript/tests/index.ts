@@ -5,6 +5,7 @@
 //   validate_config  checks a fixed config schema with the typed Config getters
 
 import {
+  HookRequest, onPodReady,
   Config, Decoder, Kind, Mutations, Value, decode, emptyDirVolume, fieldRef, log, nodeSelectorTerm,
   requirement, resourceFieldRef, respondWith, toleration, validateConfig, volumeMount, configMapVolume,
 } from "../assembly/index";
@@ -19,7 +20,9 @@ export function podplug_on_pod_create(ptr: i32, len: i32): i64 {
 
 export function podplug_on_pod_ready(ptr: i32, len: i32): i64 {
   const d = new Decoder(<usize>ptr, <usize>len);
-  const name = d.decodeAll().asString();
+  const input = d.decodeAll();
+  if (input.isMap) return onPodReady(ptr, len, accessors);
+  const name = input.asString();
   if (name == "surrogates") return respondWith(surrogates());
   if (name == "builders") return respondWith(builders());
   if (name == "values") return respondWith(values());
@@ -137,4 +140,55 @@ function decodeErrors(): Value {
     decodeError(deep),                         // too deep
     decodeError([]),                           // empty input
   ]);
+}
+
+function text(s: string | null): string { return s === null ? "<null>" : s!; }
+
+/** Every request accessor, as setAnnotation ops `accessor -> text`. */
+function accessors(req: HookRequest): Mutations {
+  const m = new Mutations();
+  const pod = req.pod;
+  const ms = req.modelServing;
+  m.setAnnotation("abi", req.abi.toString());
+  m.setAnnotation("hook", req.hook + "|" + (req.isCreate ? "create" : "") + "|" + (req.isReady ? "ready" : ""));
+  m.setAnnotation("pluginName", req.pluginName);
+  m.setAnnotation("config", req.config.getString("mode", "default"));
+  m.setAnnotation("ms", ms.name + "|" + ms.namespace + "|" + ms.uid + "|" + ms.generation.toString()
+    + "|" + ms.replicas.toString() + "|" + ms.roles().length.toString()
+    + "|" + text(ms.labels.get("team")) + "|" + text(ms.annotations.get("note")));
+  const specAt = ms.specAt("template/roles/1/replicas");
+  m.setAnnotation("specAt", specAt ? specAt.toText() : "<null>");
+  const role = req.role();
+  m.setAnnotation("role", role ? role.getString("name") + ":" + role.getMap("entryTemplate").getString("x") : "<null>");
+  m.setAnnotation("context", req.servingGroup + "|" + req.roleName + "|" + req.roleID + "|" + (req.isEntry ? "entry" : "worker"));
+  m.setAnnotation("pod", pod.name + "|" + pod.namespace + "|" + text(pod.label("a")) + "|" + text(pod.annotation("n"))
+    + "|" + pod.labels.keys().join(",") + "|" + pod.annotations.size.toString());
+  m.setAnnotation("containers", pod.containerNames().join(","));
+  const main = pod.mainContainer();
+  m.setAnnotation("main", main ? main.name + "|" + main.image : "<null>");
+  const side = pod.container("side");
+  m.setAnnotation("side", side ? side.name : "<null>");
+  m.setAnnotation("missing", pod.container("nope") === null ? "null" : "found");
+  if (main) {
+    const env = main.env();
+    const parts = new Array<string>();
+    for (let i = 0; i < env.length; i++) {
+      const from = env[i].valueFrom;
+      parts.push(env[i].name + "=" + text(env[i].value) + (from ? "(from " + from.keys().join(",") + ")" : ""));
+    }
+    m.setAnnotation("env", parts.join(","));
+    m.setAnnotation("envValue", text(main.envValue("A")) + "|" + text(main.envValue("B")) + "|" + (main.hasEnv("B") ? "hasB" : "noB"));
+    m.setAnnotation("resources", text(main.limit("nvidia.com/gpu")) + "|" + text(main.limit("cpu")) + "|"
+      + text(main.request("memory")) + "|" + main.limits.keys().join(",") + "|" + main.requests.getOr("x", "dflt"));
+    m.setAnnotation("args", main.args().join(" ") + "|" + main.command().join(" ") + "|" + main.volumeMounts().length.toString());
+  }
+  m.setAnnotation("init", pod.initContainers().length.toString() + "|" + (pod.initContainer("init") ? "init" : "<null>"));
+  const vol = pod.volume("shm");
+  m.setAnnotation("volumes", pod.volumes().length.toString() + "|" + (vol ? vol.getMap("emptyDir").getString("medium") : "<null>")
+    + "|" + (pod.hasVolume("nope") ? "yes" : "no"));
+  m.setAnnotation("scheduling", text(pod.nodeSelector.get("zone")) + "|" + pod.tolerations().length.toString() + "|"
+    + pod.runtimeClassName + "|" + pod.schedulerName + "|" + pod.priorityClassName);
+  m.setAnnotation("ready", pod.isReady ? "ready" : "not-ready");
+  m.addMemoryEmptyDir("shm", "2Gi").addConfigMapVolume("c", "cm").setEnvFromField("IP", "status.podIP");
+  return m;
 }
