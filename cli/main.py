@@ -12,8 +12,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# Verb modules, in the order `podplug --help` lists them.
-_VERBS = ("run", "inspect", "render", "operator_cmd")
+# Verbs, in the order `podplug --help` lists them, and their modules where the
+# name differs (`test` and `operator` would read as pytest and stdlib names).
+_VERBS = ("run", "test", "inspect", "render", "operator")
+_MODULES = {"test": "cases", "operator": "operator_cmd"}
 
 EXIT_OK = 0
 EXIT_PLUGIN_ERROR = 1
@@ -28,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for name in _VERBS:
-        importlib.import_module(f"podplug.cli.{name}").register(sub)
+        importlib.import_module(f"podplug.cli.{_MODULES.get(name, name)}").register(sub)
     return parser
 
 

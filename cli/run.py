@@ -57,6 +57,14 @@ def _context(request: dict[str, Any], pod: dict[str, Any]) -> PodContext:
     )
 
 
+def _default_model_serving(pod: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in ModelServing named after the Pod's label, when the request has none."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return {"metadata": {"name": labels.get(_LABEL + "name", "example"),
+                         "namespace": (pod.get("metadata") or {}).get("namespace", "default")},
+            "spec": {}}
+
+
 def run(args: argparse.Namespace) -> int:
     request = read_document(args.request)
     if not isinstance(request, dict) or not isinstance(request.get("pod"), dict):
@@ -65,11 +73,7 @@ def run(args: argparse.Namespace) -> int:
     config = json_or_file(args.config, "--config") if args.config else request.get("config", {})
     if not isinstance(config, dict):
         raise UsageError("the plugin config must be a map")
-    model_serving = request.get("modelServing") or {
-        "metadata": {"name": (pod.get("metadata") or {}).get("labels", {}).get(
-            _LABEL + "name", "example"), "namespace": "default"},
-        "spec": {},
-    }
+    model_serving = request.get("modelServing") or _default_model_serving(pod)
     name = args.name or Path(args.plugin).stem
     with Engine() as engine:
         module = engine.load(read_bytes(args.plugin), name)
