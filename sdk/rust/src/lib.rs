@@ -1,0 +1,232 @@
+//! Write podplug plugins in Rust.
+//!
+//! A podplug plugin is a WebAssembly module the podplug operator runs before
+//! each Pod of a Kthena `ModelServing` is created (and when it becomes ready).
+//! It reads a [`HookRequest`] and returns [`Mutations`]; this crate implements
+//! the ABI of docs/abi.md so a plugin is one small file:
+//!
+//! ```
+//! use podplug_sdk::{HookRequest, Mutations, Error, Toleration};
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! #[serde(rename_all = "camelCase", deny_unknown_fields)]
+//! struct Config {
+//!     gpus: u32,
+//!     #[serde(default)]
+//!     runtime_class: Option<String>,
+//! }
+//!
+//! fn create(req: &HookRequest) -> Result<Mutations, Error> {
+//!     let cfg: Config = req.config()?;
+//!     let mut m = Mutations::new();
+//!     m.set_resource_limit("nvidia.com/gpu", cfg.gpus)
+//!         .add_toleration(Toleration::exists("nvidia.com/gpu").effect("NoSchedule"));
+//!     if let Some(rc) = cfg.runtime_class {
+//!         m.set_runtime_class_name(rc);
+//!     }
+//!     Ok(m)
+//! }
+//!
+//! podplug_sdk::plugin! {
+//!     config: Config,
+//!     on_pod_create: create,
+//!     mutations: [setResource, addToleration, setRuntimeClassName],
+//! }
+//! # fn main() {
+//! # let req = podplug_sdk::testing::Request::create().config_json(r#"{"gpus": "8"}"#).build();
+//! # assert_eq!(PLUGIN.create(&req).unwrap_err().message(), "field gpus: invalid type: string \"8\", expected u32");
+//! # }
+//! ```
+//!
+//! Build with `cargo build --release --target wasm32-unknown-unknown`; see
+//! the crate's README for Debian's offline toolchain and for testing natively
+//! with [`testing`].
+
+mod de;
+mod error;
+pub mod log;
+pub mod metadata;
+mod msgpack;
+mod mutations;
+mod plugin;
+mod request;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+mod value;
+
+pub use de::{from_value, ConfigError};
+pub use error::Error;
+pub use msgpack::DecodeError;
+pub use mutations::{EnvSource, Mutation, Mutations, NodeRequirement, ResourceKind, OPS};
+pub use plugin::{ConfigCheck, HookFn, Plugin, ValidateFn};
+pub use request::{
+    Container, ContainerPort, EnvVar, HookRequest, ModelServing, ObjectMeta, Pod, PodCondition, PodSpec, PodStatus,
+    PluginEntry, Quantity, RequestError, ResourceRequirements, StringMap, Toleration, Volume, VolumeMount,
+};
+pub use value::{Map, Value};
+
+/// The ABI version this SDK speaks (`podplug_abi_version`).
+pub const ABI_VERSION: i32 = 1;
+
+#[doc(hidden)]
+pub use plugin::rt as __rt;
+
+/// Exports the ABI: `podplug_abi_version`, `podplug_alloc`, one export per hook
+/// given, `podplug_validate_config` when a config type or validator is given,
+/// and the `podplug.metadata` section. Also defines `pub static PLUGIN:
+/// `[`Plugin`] in your crate, for native tests. Every key is optional and
+/// may come in any order:
+///
+/// ```ignore
+/// podplug_sdk::plugin! {
+///     on_pod_create: create,        // fn(&HookRequest) -> Result<Mutations, Error>
+///     on_pod_ready: ready,          // same signature; label/annotation ops only
+///     config: MyConfig,             // serde::Deserialize: validate_config for free
+///     validate_config: validate,    // fn(&HookRequest) -> Result<(), Error>, after the type check
+///     mutations: [setLabel, addVolume], // ops listed in podplug.metadata
+/// }
+/// ```
+///
+/// Hooks see only configs that pass validation. A wrong signature, an unknown
+/// or repeated key, or an unknown op in `mutations` is a compile error.
+#[macro_export]
+macro_rules! plugin {
+    ($($body:tt)*) => {
+        $crate::__plugin_parse! { [] [] [] [] [] ; $($body)* }
+    };
+}
+
+// Slots: [create] [ready] [validate_config] [config type] [mutations]. Each key
+// fills its slot once; the last arm emits.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plugin_parse {
+    ([$($c:tt)*] [$($r:tt)*] [$($v:tt)*] [$($t:tt)*] [$($m:tt)*] ; $(,)?) => {
+        $crate::__plugin_emit! { [$($c)*] [$($r)*] [$($v)*] [$($t)*] [$($m)*] }
+    };
+    ([] [$($r:tt)*] [$($v:tt)*] [$($t:tt)*] [$($m:tt)*] ; on_pod_create : $f:path $(, $($rest:tt)*)?) => {
+        $crate::__plugin_parse! { [$f] [$($r)*] [$($v)*] [$($t)*] [$($m)*] ; $($($rest)*)? }
+    };
+    ([$($c:tt)*] [] [$($v:tt)*] [$($t:tt)*] [$($m:tt)*] ; on_pod_ready : $f:path $(, $($rest:tt)*)?) => {
+        $crate::__plugin_parse! { [$($c)*] [$f] [$($v)*] [$($t)*] [$($m)*] ; $($($rest)*)? }
+    };
+    ([$($c:tt)*] [$($r:tt)*] [] [$($t:tt)*] [$($m:tt)*] ; validate_config : $f:path $(, $($rest:tt)*)?) => {
+        $crate::__plugin_parse! { [$($c)*] [$($r)*] [$f] [$($t)*] [$($m)*] ; $($($rest)*)? }
+    };
+    ([$($c:tt)*] [$($r:tt)*] [$($v:tt)*] [] [$($m:tt)*] ; config : $ty:ty $(, $($rest:tt)*)?) => {
+        $crate::__plugin_parse! { [$($c)*] [$($r)*] [$($v)*] [$ty] [$($m)*] ; $($($rest)*)? }
+    };
+    ([$($c:tt)*] [$($r:tt)*] [$($v:tt)*] [$($t:tt)*] [] ; mutations : [$($op:ident),* $(,)?] $(, $($rest:tt)*)?) => {
+        $crate::__plugin_parse! { [$($c)*] [$($r)*] [$($v)*] [$($t)*] [$($op),*] ; $($($rest)*)? }
+    };
+    ([$($c:tt)*] [$($r:tt)*] [$($v:tt)*] [$($t:tt)*] [$($m:tt)*] ; mutations : $($rest:tt)*) => {
+        ::core::compile_error!("podplug_sdk::plugin!: `mutations` is given twice or is not a list like `[setLabel, addVolume]`");
+    };
+    ([$($c:tt)*] [$($r:tt)*] [$($v:tt)*] [$($t:tt)*] [$($m:tt)*] ; on_pod_create : $($rest:tt)*) => {
+        ::core::compile_error!("podplug_sdk::plugin!: `on_pod_create` is given twice or is not a function path");
+    };
+    ([$($c:tt)*] [$($r:tt)*] [$($v:tt)*] [$($t:tt)*] [$($m:tt)*] ; on_pod_ready : $($rest:tt)*) => {
+        ::core::compile_error!("podplug_sdk::plugin!: `on_pod_ready` is given twice or is not a function path");
+    };
+    ([$($c:tt)*] [$($r:tt)*] [$($v:tt)*] [$($t:tt)*] [$($m:tt)*] ; validate_config : $($rest:tt)*) => {
+        ::core::compile_error!("podplug_sdk::plugin!: `validate_config` is given twice or is not a function path");
+    };
+    ([$($c:tt)*] [$($r:tt)*] [$($v:tt)*] [$($t:tt)*] [$($m:tt)*] ; config : $($rest:tt)*) => {
+        ::core::compile_error!("podplug_sdk::plugin!: `config` is given twice or is not a type");
+    };
+    ([$($c:tt)*] [$($r:tt)*] [$($v:tt)*] [$($t:tt)*] [$($m:tt)*] ; $key:ident $($rest:tt)*) => {
+        ::core::compile_error!(::core::concat!(
+            "podplug_sdk::plugin!: unknown key `", ::core::stringify!($key),
+            "`; expected on_pod_create, on_pod_ready, validate_config, config or mutations"
+        ));
+    };
+    ([$($c:tt)*] [$($r:tt)*] [$($v:tt)*] [$($t:tt)*] [$($m:tt)*] ; $($rest:tt)*) => {
+        ::core::compile_error!("podplug_sdk::plugin!: expected `key: value` pairs separated by commas");
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plugin_emit {
+    ([$($c:path)?] [$($r:path)?] [$($v:path)?] [$($t:ty)?] [$($m:ident),*]) => {
+        const __PODPLUG_PLUGIN: $crate::Plugin = $crate::Plugin {
+            on_pod_create: $crate::__plugin_opt!($($c)?),
+            on_pod_ready: $crate::__plugin_opt!($($r)?),
+            validate_config: $crate::__plugin_opt!($($v)?),
+            config_type: $crate::__plugin_opt!($($crate::__rt::check_config::<$t>)?),
+        };
+
+        /// This crate's podplug plugin, as exported to the host; call its
+        /// methods from native tests.
+        pub static PLUGIN: $crate::Plugin = __PODPLUG_PLUGIN;
+
+        const __PODPLUG_METADATA: $crate::metadata::Metadata = $crate::metadata::Metadata::new(
+            &__PODPLUG_PLUGIN,
+            ::core::env!("CARGO_PKG_NAME"),
+            ::core::env!("CARGO_PKG_VERSION"),
+            &[$(::core::stringify!($m)),*],
+        );
+
+        #[cfg(target_arch = "wasm32")]
+        #[link_section = "podplug.metadata"]
+        #[used]
+        static PODPLUG_METADATA: [u8; __PODPLUG_METADATA.encoded_len()] = __PODPLUG_METADATA.encode();
+
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn podplug_abi_version() -> i32 {
+            $crate::ABI_VERSION
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn podplug_alloc(len: usize) -> *mut u8 {
+            $crate::__rt::alloc(len)
+        }
+
+        $(
+            #[cfg(target_arch = "wasm32")]
+            #[no_mangle]
+            pub extern "C" fn podplug_on_pod_create(ptr: *const u8, len: usize) -> u64 {
+                let _: $crate::HookFn = $c;
+                $crate::__rt::export(&PLUGIN, "create", ptr, len)
+            }
+        )?
+
+        $(
+            #[cfg(target_arch = "wasm32")]
+            #[no_mangle]
+            pub extern "C" fn podplug_on_pod_ready(ptr: *const u8, len: usize) -> u64 {
+                let _: $crate::HookFn = $r;
+                $crate::__rt::export(&PLUGIN, "ready", ptr, len)
+            }
+        )?
+
+        $crate::__plugin_validate_export! { [$($v)?] [$($t)?] }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plugin_validate_export {
+    ([] []) => {};
+    ($($any:tt)+) => {
+        #[cfg(target_arch = "wasm32")]
+        #[no_mangle]
+        pub extern "C" fn podplug_validate_config(ptr: *const u8, len: usize) -> u64 {
+            $crate::__rt::export(&PLUGIN, "validate_config", ptr, len)
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plugin_opt {
+    () => {
+        ::core::option::Option::None
+    };
+    ($f:expr) => {
+        ::core::option::Option::Some($f)
+    };
+}

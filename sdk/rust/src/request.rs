@@ -1,0 +1,599 @@
+//! The typed HookRequest of docs/abi.md, with Kubernetes-shaped views of the
+//! Pod and the ModelServing. Field names are the Kubernetes JSON names; keys
+//! this SDK does not model are ignored and absent ones read as their default,
+//! so a newer host's requests still decode.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use crate::de::{self, ConfigError};
+use crate::value::{Map, Value};
+
+/// What the host sends to every hook.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HookRequest {
+    /// ABI version of the request (1).
+    pub abi: u32,
+    /// `create`, `ready` or `validate_config`.
+    pub hook: String,
+    pub plugin: PluginEntry,
+    pub model_serving: ModelServing,
+    /// Serving group name (e.g. `llama-0`).
+    pub serving_group: String,
+    pub role_name: String,
+    #[serde(rename = "roleID")]
+    pub role_id: String,
+    /// Whether the Pod is its role's entry Pod (not a worker).
+    pub is_entry: bool,
+    /// For `create` the Pod about to be created; for `ready` the live Pod.
+    pub pod: Pod,
+}
+
+/// The plugin entry of `spec.plugins` this call is for.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct PluginEntry {
+    pub name: String,
+    /// The entry's config as sent (an empty map when the entry has none).
+    pub config: Value,
+}
+
+impl Default for PluginEntry {
+    fn default() -> Self {
+        PluginEntry { name: String::new(), config: Value::Map(Map::new()) }
+    }
+}
+
+impl HookRequest {
+    /// Decodes a MessagePack request as the host sends it.
+    pub fn from_msgpack(bytes: &[u8]) -> Result<HookRequest, RequestError> {
+        let value = Value::from_msgpack(bytes).map_err(|e| RequestError(e.to_string()))?;
+        HookRequest::from_value(value)
+    }
+
+    /// Reads a request from an already decoded value.
+    pub fn from_value(value: Value) -> Result<HookRequest, RequestError> {
+        de::from_request_value(value).map_err(|e| RequestError(e.to_string()))
+    }
+
+    pub fn hook(&self) -> &str {
+        &self.hook
+    }
+
+    pub fn is_create(&self) -> bool {
+        self.hook == "create"
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.hook == "ready"
+    }
+
+    /// The plugin entry's name in `spec.plugins`.
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin.name
+    }
+
+    /// The plugin's config read into your type. Errors name the field:
+    /// `field gpuCount: invalid type: string "8", expected u32`. Add
+    /// `#[serde(deny_unknown_fields)]` to your type to refuse unknown keys.
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        de::from_value(self.plugin.config.clone())
+    }
+
+    /// The config as sent, for plugins that read it by hand.
+    pub fn config_value(&self) -> &Value {
+        &self.plugin.config
+    }
+
+    pub fn pod(&self) -> &Pod {
+        &self.pod
+    }
+
+    pub fn model_serving(&self) -> &ModelServing {
+        &self.model_serving
+    }
+
+    pub fn serving_group(&self) -> &str {
+        &self.serving_group
+    }
+
+    pub fn role_name(&self) -> &str {
+        &self.role_name
+    }
+
+    pub fn role_id(&self) -> &str {
+        &self.role_id
+    }
+
+    pub fn is_entry(&self) -> bool {
+        self.is_entry
+    }
+
+    /// The role of the ModelServing this Pod belongs to (`spec.template.roles[]`
+    /// with this request's `roleName`).
+    pub fn role(&self) -> Option<&Value> {
+        self.model_serving.role(&self.role_name)
+    }
+}
+
+/// A request that could not be decoded (malformed MessagePack or a field of
+/// the wrong type); the SDK answers it with `{error: "invalid request: ..."}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError(pub String);
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid request: {}", self.0)
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// `metadata` of a Kubernetes object.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ObjectMeta {
+    pub name: String,
+    pub generate_name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub generation: i64,
+    pub labels: StringMap,
+    pub annotations: StringMap,
+    pub owner_references: Vec<Value>,
+}
+
+impl ObjectMeta {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+}
+
+/// The ModelServing the Pod belongs to: typed metadata, the spec as sent.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ModelServing {
+    pub metadata: ObjectMeta,
+    /// The whole ModelServing spec (Kthena `workload.serving.volcano.sh/v1alpha1`).
+    pub spec: Value,
+}
+
+impl ModelServing {
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.metadata.namespace
+    }
+
+    /// `spec.replicas` (serving groups).
+    pub fn replicas(&self) -> Option<i64> {
+        self.spec.get("replicas").and_then(Value::as_i64)
+    }
+
+    /// `spec.schedulerName`.
+    pub fn scheduler_name(&self) -> Option<&str> {
+        self.spec.get("schedulerName").and_then(Value::as_str)
+    }
+
+    /// `spec.template.roles[]`.
+    pub fn roles(&self) -> impl Iterator<Item = &Value> {
+        self.spec.pointer("template/roles").and_then(Value::as_array).into_iter().flatten()
+    }
+
+    /// The role named `name` in `spec.template.roles[]`.
+    pub fn role(&self, name: &str) -> Option<&Value> {
+        self.roles().find(|r| r.get("name").and_then(Value::as_str) == Some(name))
+    }
+
+    /// A spec field by `/`-separated path, e.g. `spec("template/roles/0/replicas")`.
+    pub fn spec(&self, path: &str) -> Option<&Value> {
+        self.spec.pointer(path)
+    }
+}
+
+/// A Pod (`v1`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Pod {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: PodSpec,
+    /// Present on the ready hook's live Pod.
+    pub status: PodStatus,
+}
+
+impl Pod {
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.metadata.namespace
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.metadata.label(key)
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata.annotation(key)
+    }
+
+    /// `spec.containers` (never the init containers).
+    pub fn containers(&self) -> &[Container] {
+        &self.spec.containers
+    }
+
+    /// The container of `spec.containers` named `name`.
+    pub fn container(&self, name: &str) -> Option<&Container> {
+        self.spec.containers.iter().find(|c| c.name == name)
+    }
+
+    /// The first container: by Kthena's convention the serving container.
+    pub fn main_container(&self) -> Option<&Container> {
+        self.spec.containers.first()
+    }
+
+    pub fn init_container(&self, name: &str) -> Option<&Container> {
+        self.spec.init_containers.iter().find(|c| c.name == name)
+    }
+
+    pub fn volume(&self, name: &str) -> Option<&Volume> {
+        self.spec.volumes.iter().find(|v| v.name == name)
+    }
+
+    pub fn node_selector(&self, key: &str) -> Option<&str> {
+        self.spec.node_selector.get(key).map(String::as_str)
+    }
+
+    /// Whether the Pod's `Ready` condition is `True` (ready hook).
+    pub fn is_ready(&self) -> bool {
+        self.status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PodSpec {
+    pub containers: Vec<Container>,
+    pub init_containers: Vec<Container>,
+    pub volumes: Vec<Volume>,
+    pub node_selector: StringMap,
+    pub tolerations: Vec<Toleration>,
+    /// `spec.affinity` as sent.
+    pub affinity: Value,
+    pub runtime_class_name: Option<String>,
+    pub scheduler_name: Option<String>,
+    pub priority_class_name: Option<String>,
+    pub service_account_name: Option<String>,
+    pub hostname: Option<String>,
+    pub subdomain: Option<String>,
+    pub host_network: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PodStatus {
+    pub phase: String,
+    #[serde(rename = "podIP")]
+    pub pod_ip: String,
+    #[serde(rename = "hostIP")]
+    pub host_ip: String,
+    pub conditions: Vec<PodCondition>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PodCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+}
+
+/// A container of `spec.containers` or `spec.initContainers`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub working_dir: String,
+    pub env: Vec<EnvVar>,
+    pub resources: ResourceRequirements,
+    pub volume_mounts: Vec<VolumeMount>,
+    pub ports: Vec<ContainerPort>,
+    /// `securityContext` as sent.
+    pub security_context: Value,
+}
+
+impl Container {
+    /// The literal value of env var `name` (`None` when absent or `valueFrom`).
+    pub fn env(&self, name: &str) -> Option<&str> {
+        self.env_var(name).and_then(|e| e.value.as_deref())
+    }
+
+    pub fn env_var(&self, name: &str) -> Option<&EnvVar> {
+        self.env.iter().find(|e| e.name == name)
+    }
+
+    pub fn has_env(&self, name: &str) -> bool {
+        self.env_var(name).is_some()
+    }
+
+    /// `resources.limits[name]`, e.g. `limit("nvidia.com/gpu")`.
+    pub fn limit(&self, name: &str) -> Option<&Quantity> {
+        self.resources.limits.get(name)
+    }
+
+    /// `resources.requests[name]`.
+    pub fn request(&self, name: &str) -> Option<&Quantity> {
+        self.resources.requests.get(name)
+    }
+
+    /// The mount at `mount_path`.
+    pub fn volume_mount(&self, mount_path: &str) -> Option<&VolumeMount> {
+        self.volume_mounts.iter().find(|m| m.mount_path == mount_path)
+    }
+
+    pub fn port(&self, name: &str) -> Option<&ContainerPort> {
+        self.ports.iter().find(|p| p.name.as_deref() == Some(name))
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct EnvVar {
+    pub name: String,
+    pub value: Option<String>,
+    /// `valueFrom` as sent (`{fieldRef: ...}`, `{resourceFieldRef: ...}`, ...).
+    pub value_from: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ResourceRequirements {
+    pub limits: StringMap<Quantity>,
+    pub requests: StringMap<Quantity>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VolumeMount {
+    pub name: String,
+    pub mount_path: String,
+    pub read_only: bool,
+    pub sub_path: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    pub container_port: i32,
+    pub protocol: Option<String>,
+}
+
+/// A Pod volume: its name, and the whole object as sent (the source kinds
+/// are many and a plugin mostly checks for presence).
+#[derive(Clone, Debug, Default)]
+pub struct Volume {
+    pub name: String,
+    pub raw: Value,
+}
+
+impl Volume {
+    /// A field of the volume, e.g. `get("emptyDir")`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.raw.get(key)
+    }
+}
+
+impl<'de> Deserialize<'de> for Volume {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Volume, D::Error> {
+        let raw = Value::deserialize(d)?;
+        let name = raw.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        Ok(Volume { name, raw })
+    }
+}
+
+/// A Kubernetes Toleration: read from requests, and built for
+/// [`Mutations::add_toleration`](crate::Mutations::add_toleration):
+/// `Toleration::exists("nvidia.com/gpu").effect("NoSchedule")`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Toleration {
+    pub key: Option<String>,
+    pub operator: Option<String>,
+    pub value: Option<String>,
+    pub effect: Option<String>,
+    pub toleration_seconds: Option<i64>,
+}
+
+impl Toleration {
+    /// `operator: Exists` on `key`.
+    pub fn exists(key: impl Into<String>) -> Self {
+        Toleration { key: Some(key.into()), operator: Some("Exists".into()), ..Default::default() }
+    }
+
+    /// `operator: Equal`, `key` = `value`.
+    pub fn equal(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Toleration {
+            key: Some(key.into()),
+            operator: Some("Equal".into()),
+            value: Some(value.into()),
+            ..Default::default()
+        }
+    }
+
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub fn effect(mut self, effect: impl Into<String>) -> Self {
+        self.effect = Some(effect.into());
+        self
+    }
+
+    pub fn seconds(mut self, seconds: i64) -> Self {
+        self.toleration_seconds = Some(seconds);
+        self
+    }
+}
+
+impl From<Toleration> for Value {
+    /// Kubernetes field order, absent fields omitted.
+    fn from(t: Toleration) -> Value {
+        let mut m = Map::new();
+        let fields = [("key", t.key), ("operator", t.operator), ("value", t.value), ("effect", t.effect)];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                m.push(k, v);
+            }
+        }
+        if let Some(s) = t.toleration_seconds {
+            m.push("tolerationSeconds", s);
+        }
+        Value::Map(m)
+    }
+}
+
+/// A resource quantity (`"8"`, `"64Gi"`, `"500m"`), kept as its text.
+/// Integers in a request are accepted and read as their decimal text.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Quantity(pub String);
+
+impl Quantity {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The quantity as a plain integer (`"8"` -> 8); `None` for `"64Gi"`, `"500m"`.
+    pub fn as_i64(&self) -> Option<i64> {
+        self.0.parse().ok()
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<&str> for Quantity {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<&str> for Quantity {
+    fn from(s: &str) -> Self {
+        Quantity(s.to_string())
+    }
+}
+
+impl From<String> for Quantity {
+    fn from(s: String) -> Self {
+        Quantity(s)
+    }
+}
+
+impl From<&Quantity> for Quantity {
+    fn from(q: &Quantity) -> Self {
+        q.clone()
+    }
+}
+
+macro_rules! quantity_from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Quantity {
+            fn from(n: $t) -> Self {
+                Quantity(n.to_string())
+            }
+        }
+    )*};
+}
+quantity_from_int!(i32, i64, u32, u64, usize);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Quantity, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Str(s) => Ok(Quantity(s)),
+            Value::Int(i) => Ok(Quantity(i.to_string())),
+            Value::UInt(u) => Ok(Quantity(u.to_string())),
+            Value::Float(f) => Ok(Quantity(f.to_string())),
+            other => Err(serde::de::Error::custom(format_args!(
+                "invalid type: {}, expected a quantity",
+                other.type_name()
+            ))),
+        }
+    }
+}
+
+/// A string-to-string map (labels, annotations, nodeSelector) in the order
+/// the host sent it. Backed by a list: these maps are small, and appending is
+/// far cheaper in fuel than a tree when a Pod carries thousands of labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StringMap<V = String> {
+    entries: Vec<(String, V)>,
+}
+
+impl<V> StringMap<V> {
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(k, _)| k.as_str())
+    }
+}
+
+impl<V> std::ops::Index<&str> for StringMap<V> {
+    type Output = V;
+    fn index(&self, key: &str) -> &V {
+        self.get(key).unwrap_or_else(|| panic!("no key {:?}", key))
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for StringMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V_<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for V_<V> {
+            type Value = StringMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StringMap<V>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(e) = map.next_entry::<String, V>()? {
+                    entries.push(e);
+                }
+                Ok(StringMap { entries })
+            }
+        }
+        d.deserialize_map(V_(std::marker::PhantomData))
+    }
+}
