@@ -209,6 +209,17 @@ def test_template_spec_is_copied_verbatim_and_left_untouched():
     assert pod["spec"]["containers"][0]["image"] == "nginx"
 
 
+def test_podspec_fields_unknown_to_podplug_reach_the_pod_unchanged():
+    ms = make_ms([{
+        "name": "r", "workerReplicas": 0, "futureRoleField": True,
+        "entryTemplate": {"spec": {"containers": [{"name": "c", "newContainerField": 1}],
+                                   "resourceClaims": [{"name": "gpu"}]}},
+    }])
+    spec = pods_of(ms)[0].pod["spec"]
+    assert spec["resourceClaims"] == [{"name": "gpu"}]
+    assert spec["containers"][0]["newContainerField"] == 1
+
+
 def test_role_without_worker_template_yields_only_its_entry_pod():
     ms = make_ms([{"name": "r", "workerReplicas": 0,
                    "entryTemplate": {"spec": {"containers": [{"name": "c"}]}}}])
