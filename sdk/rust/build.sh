@@ -3,6 +3,7 @@
 # packaged crates, offline:
 #   build/wasm/conformance-rust.wasm   the conformance plugin (sdk/testdata/README.md)
 #   build/wasm/template-rust.wasm      the `podplug new --lang rust` template, rendered
+#   build/wasm/sdk-rust-testplugin.wasm panics, logs and typed config, for tests/sdk
 #
 #   sdk/rust/build.sh          build (fast when up to date)
 #   sdk/rust/build.sh --test   also run the native tests: the SDK's, the
@@ -66,12 +67,15 @@ report() {  # report <raw.wasm> <final.wasm>
     printf '    %s: %d bytes (%d before wasm-opt)\n' "${2#"$ROOT"/}" "$(stat -c %s "$2")" "$(stat -c %s "$1")"
 }
 
-step "building podplug-conformance for wasm32-unknown-unknown (rustc $($RUSTC --version | cut -d' ' -f2))"
+step "building the conformance and test plugins for wasm32-unknown-unknown (rustc $($RUSTC --version | cut -d' ' -f2))"
 (cd "$STAGE" && "${NICE[@]}" "$CARGO" build "${CARGO_ARGS[@]}" --release --target wasm32-unknown-unknown \
-    -p podplug-conformance)
+    -p podplug-conformance -p podplug-sdk-testplugin)
 RAW=$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/podplug_conformance.wasm
 optimise "$RAW" "$OUT/conformance-rust.wasm"
 report "$RAW" "$OUT/conformance-rust.wasm"
+RAW=$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/podplug_sdk_testplugin.wasm
+optimise "$RAW" "$OUT/sdk-rust-testplugin.wasm"
+report "$RAW" "$OUT/sdk-rust-testplugin.wasm"
 
 # The template as `podplug new example-plugin --lang rust` would write it.
 step "rendering the template into ${TEMPLATE#"$ROOT"/}"

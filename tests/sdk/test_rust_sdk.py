@@ -6,12 +6,14 @@ rust` template's test. Also builds the wasm artefacts (sdk/rust/build.sh)."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
 
-from podplug.runtime import Engine, Limits
+from podplug.runtime import CompiledModule, Engine, Limits, Trap
 
 pytestmark = pytest.mark.sdk
 
@@ -61,3 +63,80 @@ def test_template_plugin_runs_in_the_host(built: subprocess.CompletedProcess[str
         "valid": False,
         "message": "unknown field `x`, expected `sizeLimit` or `container`",
     }
+
+
+# -- the SDK's behaviour in the host, through build/wasm/sdk-rust-testplugin.wasm ---------
+
+
+@pytest.fixture(scope="module")
+def testplugin(built: subprocess.CompletedProcess[str]) -> Iterator[CompiledModule]:
+    assert built.returncode == 0, built.stderr[-3000:]
+    with Engine(disk_cache=False) as engine:
+        yield engine.load((ROOT / "build" / "wasm" / "sdk-rust-testplugin.wasm").read_bytes(),
+                          name="sdk-rust-testplugin")
+
+
+def request(config: Any, hook: str = "create", **extra: Any) -> bytes:
+    return msgpack.packb({
+        "abi": 1, "hook": hook, "plugin": {"name": "t", "config": config},
+        "pod": {"metadata": {"name": "pod-1"}}, **extra,
+    })
+
+
+def answer(plugin: CompiledModule, data: bytes, hook: str = "create") -> Any:
+    return msgpack.unpackb(plugin.call_raw(hook, data), raw=False)
+
+
+def test_a_panic_reaches_the_host_as_the_traps_message(testplugin: CompiledModule) -> None:
+    with pytest.raises(Trap) as caught:
+        testplugin.invoke("create", request({"action": "panic"}), Limits(), "t")
+    assert "no GPUs left for pod-1 (testplugin/src/lib.rs:" in str(caught.value)
+
+
+def test_log_macros_send_each_level(testplugin: CompiledModule) -> None:
+    call = testplugin.invoke("create", request({"action": "log"}), Limits(), "t")
+    assert list(call.logs) == [(0, "debug 0"), (1, "info 1"), (2, "warn 2"), (3, "error 3")]
+
+
+def test_an_err_from_a_hook_is_the_error_response(testplugin: CompiledModule) -> None:
+    assert answer(testplugin, request({"action": "error"})) == {"error": "refused pod-1"}
+
+
+def test_typed_config_errors_name_the_field(testplugin: CompiledModule) -> None:
+    def validate(config: Any) -> Any:
+        return answer(testplugin, request(config, "validate_config"), "validate_config")
+
+    assert validate({"action": "ok", "gpus": 2}) == {"valid": True}
+    assert validate({"action": "ok", "gpus": "2"}) == {
+        "valid": False, "message": 'field gpus: invalid type: string "2", expected u32'}
+    assert validate({"action": "ok", "x": 1}) == {
+        "valid": False, "message": "unknown field `x`, expected `action` or `gpus`"}
+    assert validate({}) == {"valid": False, "message": "missing field `action`"}
+    # the author's validator runs after the type check
+    assert validate({"action": "ok", "gpus": 0}) == {
+        "valid": False, "message": "field gpus: must be at least 1"}
+
+
+def test_hooks_never_see_a_config_validation_refuses(testplugin: CompiledModule) -> None:
+    assert answer(testplugin, request({"action": "ok", "gpus": 0})) == {
+        "error": "field gpus: must be at least 1"}
+    assert answer(testplugin, request({"action": "ok", "gpus": 3})) == {"mutations": [
+        {"op": "setResource", "kind": "limits", "name": "nvidia.com/gpu", "quantity": "3"}]}
+
+
+def test_undecodable_requests_are_error_responses_naming_the_field(
+    testplugin: CompiledModule,
+) -> None:
+    assert answer(testplugin, b"\x93\x01") == {
+        "error": "invalid request: malformed MessagePack at byte 2: unexpected end of input"}
+    bad_pod = request({"action": "ok"}, pod={"spec": {"containers": [{"name": 5}]}})
+    assert answer(testplugin, bad_pod) == {"error": "invalid request: field "
+                                           "pod.spec.containers[0].name: invalid type: "
+                                           "integer `5`, expected a string"}
+
+
+def test_request_keys_the_sdk_does_not_know_are_ignored(testplugin: CompiledModule) -> None:
+    data = request({"action": "ok", "gpus": 1}, futureKey={"a": [1, 2.5, None]},
+                   pod={"metadata": {"name": "p", "creationTimestamp": None}, "spec": {
+                       "containers": [{"name": "main", "futureField": True}]}})
+    assert answer(testplugin, data)["mutations"][0]["quantity"] == "1"

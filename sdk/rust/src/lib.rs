@@ -70,6 +70,8 @@ pub use value::{Map, Value};
 pub const ABI_VERSION: i32 = 1;
 
 #[doc(hidden)]
+pub use mutations::__ops;
+#[doc(hidden)]
 pub use plugin::rt as __rt;
 
 /// Exports the ABI: `podplug_abi_version`, `podplug_alloc`, one export per hook
@@ -150,6 +152,11 @@ macro_rules! __plugin_parse {
 #[macro_export]
 macro_rules! __plugin_emit {
     ([$($c:path)?] [$($r:path)?] [$($v:path)?] [$($t:ty)?] [$($m:ident),*]) => {
+        // Signature checks first, so a mismatch points at the author's function.
+        $(const _: $crate::HookFn = $c;)?
+        $(const _: $crate::HookFn = $r;)?
+        $(const _: $crate::ValidateFn = $v;)?
+
         const __PODPLUG_PLUGIN: $crate::Plugin = $crate::Plugin {
             on_pod_create: $crate::__plugin_opt!($($c)?),
             on_pod_ready: $crate::__plugin_opt!($($r)?),
@@ -165,7 +172,7 @@ macro_rules! __plugin_emit {
             &__PODPLUG_PLUGIN,
             ::core::env!("CARGO_PKG_NAME"),
             ::core::env!("CARGO_PKG_VERSION"),
-            &[$(::core::stringify!($m)),*],
+            &[$($crate::__ops::$m),*],
         );
 
         #[cfg(target_arch = "wasm32")]
@@ -189,7 +196,7 @@ macro_rules! __plugin_emit {
             #[cfg(target_arch = "wasm32")]
             #[no_mangle]
             pub extern "C" fn podplug_on_pod_create(ptr: *const u8, len: usize) -> u64 {
-                let _: $crate::HookFn = $c;
+                let _ = $c; // (ties this export to the on_pod_create key)
                 $crate::__rt::export(&PLUGIN, "create", ptr, len)
             }
         )?
@@ -198,7 +205,7 @@ macro_rules! __plugin_emit {
             #[cfg(target_arch = "wasm32")]
             #[no_mangle]
             pub extern "C" fn podplug_on_pod_ready(ptr: *const u8, len: usize) -> u64 {
-                let _: $crate::HookFn = $r;
+                let _ = $r; // (ties this export to the on_pod_ready key)
                 $crate::__rt::export(&PLUGIN, "ready", ptr, len)
             }
         )?

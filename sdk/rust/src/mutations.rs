@@ -7,34 +7,29 @@ use std::fmt;
 use crate::request::Quantity;
 use crate::value::{Map, Value};
 
-/// Every op of ABI v1, in the spec's order. `podplug.metadata`'s `mutations`
-/// list is checked against it at compile time.
-pub const OPS: &[&str] = &[
-    "setLabel",
-    "removeLabel",
-    "setAnnotation",
-    "removeAnnotation",
-    "setEnv",
-    "removeEnv",
-    "setResource",
-    "removeResource",
-    "addVolume",
-    "removeVolume",
-    "addVolumeMount",
-    "removeVolumeMount",
-    "setNodeSelector",
-    "removeNodeSelector",
-    "addToleration",
-    "addNodeAffinityRequirement",
-    "addPreferredNodeAffinity",
-    "setRuntimeClassName",
-    "setSchedulerName",
-    "setPriorityClassName",
-    "addContainer",
-    "addInitContainer",
-    "setArgs",
-    "addCapabilities",
-];
+// One list gives both the runtime table and the names `plugin!`'s
+// `mutations: [...]` key resolves at compile time (a typo is "cannot find
+// value `setLable`", with rustc suggesting `setLabel`).
+macro_rules! ops_table {
+    ($($op:ident),* $(,)?) => {
+        /// Every op of ABI v1, in the spec's order.
+        pub const OPS: &[&str] = &[$(stringify!($op)),*];
+
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        pub mod __ops {
+            $(pub const $op: &str = stringify!($op);)*
+        }
+    };
+}
+
+ops_table!(
+    setLabel, removeLabel, setAnnotation, removeAnnotation, setEnv, removeEnv, setResource,
+    removeResource, addVolume, removeVolume, addVolumeMount, removeVolumeMount, setNodeSelector,
+    removeNodeSelector, addToleration, addNodeAffinityRequirement, addPreferredNodeAffinity,
+    setRuntimeClassName, setSchedulerName, setPriorityClassName, addContainer, addInitContainer,
+    setArgs, addCapabilities,
+);
 
 /// One operation: a map whose first key is `op`.
 #[derive(Clone, Debug, PartialEq)]
