@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 # Verbs, in the order `podplug --help` lists them, and their modules where the
 # name differs (`test` and `operator` would read as pytest and stdlib names).
-_VERBS = ("run", "test", "inspect", "render", "operator")
-_MODULES = {"test": "cases", "operator": "operator_cmd"}
+_VERBS = ("new", "build", "run", "test", "inspect", "render", "operator")
+_MODULES = {"new": "scaffold", "build": "scaffold", "test": "cases", "operator": "operator_cmd"}
 
 EXIT_OK = 0
 EXIT_PLUGIN_ERROR = 1
@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sandboxed WebAssembly plugins for Kthena ModelServing Pods.",
     )
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    for name in _VERBS:
-        importlib.import_module(f"podplug.cli.{_MODULES.get(name, name)}").register(sub)
+    for module in dict.fromkeys(_MODULES.get(name, name) for name in _VERBS):
+        importlib.import_module(f"podplug.cli.{module}").register(sub)
     return parser
 
 
@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `podplug ... | head`
+        sys.stderr.close()
+        return 0
 
 
 class UsageError(Exception):
