@@ -23,7 +23,7 @@ from podplug.operator.chains import Chains, ChainUnavailable, reason_of
 from podplug.operator.kube import Kube
 from podplug.operator.metrics import Metrics
 from podplug.operator.revision import model_serving_revision, role_template_hashes
-from podplug.operator.scaling import plan_reconcile, rolling_update_deletions
+from podplug.operator.scaling import foreign_pods, plan_reconcile, rolling_update_deletions
 from podplug.operator.spec import LABEL_GROUP_NAME, LABEL_NAME, ModelServing
 from podplug.operator.status import PluginFailure, compute_status
 from podplug.runtime import ChainError, PodContext
@@ -78,7 +78,13 @@ class Reconciler:
             self._warn(obj, "InvalidSpec", f"{where}: {first['msg']}")
             return Result()  # nothing to retry until the object changes
         uid = obj["metadata"]["uid"]
-        pods = [p for p in self.kube.list_pods(namespace, {LABEL_NAME: name}) if owned_by(p, uid)]
+        labelled = self.kube.list_pods(namespace, {LABEL_NAME: name})
+        foreign = foreign_pods(ms, labelled)
+        if foreign:
+            # A deleted namesake's Pods are still going; their names are ours to reuse.
+            raise RetryLater(f"waiting for {len(foreign)} Pod(s) of a deleted ModelServing "
+                             f"named {name} to go: {', '.join(sorted(foreign)[:3])}")
+        pods = [p for p in labelled if owned_by(p, uid)]
         previous = obj.get("status") or {}
         try:
             resolved = self.chains.resolve(ms, obj)

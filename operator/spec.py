@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from podplug.runtime.limits import parse_duration, parse_size
+
 GROUP = "workload.serving.volcano.sh"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -220,28 +222,12 @@ class PluginModule(_Model):
         return self
 
 
-_SIZE_FACTOR = {
-    None: 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
-    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
-}
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h)")
-_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_memory(text: str) -> int:
-    """A Kubernetes memory quantity ("32Mi", "1G", "1048576") in bytes."""
-    m = re.match(MEMORY_PATTERN, text)
-    if not m:
+    """A Kubernetes memory quantity ("32Mi", "1G", "1048576") in bytes; the CRD's
+    pattern first, so the API server and the operator agree on what is valid."""
+    if not re.match(MEMORY_PATTERN, text):
         raise ValueError(f"not a memory quantity: {text!r}")
-    number = text[: len(text) - len(m.group(2) or "")]
-    return int(float(number) * _SIZE_FACTOR[m.group(2)])
-
-
-def parse_duration(text: str) -> float:
-    """A Go duration ("500ms", "2s", "1m30s") in seconds."""
-    if not re.match(DURATION_PATTERN, text):
-        raise ValueError(f"not a duration: {text!r}")
-    return sum(float(n) * _SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    return parse_size(text)
 
 
 class PluginLimits(_Model):
