@@ -63,6 +63,47 @@ impl de::Error for ConfigError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         ConfigError { path: String::new(), message: msg.to_string() }
     }
+
+    // serde's own wording, except that floats are not printed in full: that
+    // would link core's float formatting (~25 KiB of wasm) for an error message.
+    fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
+        de::Error::custom(format_args!("invalid type: {}, expected {}", Unexpected(unexp), exp))
+    }
+
+    fn invalid_value(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
+        de::Error::custom(format_args!("invalid value: {}, expected {}", Unexpected(unexp), exp))
+    }
+}
+
+struct Unexpected<'a>(de::Unexpected<'a>);
+
+impl fmt::Display for Unexpected<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use de::Unexpected::*;
+        match self.0 {
+            Bool(b) => write!(f, "boolean `{}`", b),
+            Unsigned(u) => write!(f, "integer `{}`", u),
+            Signed(i) => write!(f, "integer `{}`", i),
+            Float(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 => {
+                write!(f, "floating point `{}.0`", x as i64)
+            }
+            Float(_) => f.write_str("floating point number"),
+            Char(c) => write!(f, "character `{}`", c),
+            Str(s) => write!(f, "string {:?}", s),
+            Bytes(_) => f.write_str("byte array"),
+            Unit => f.write_str("unit value"),
+            Option => f.write_str("Option value"),
+            NewtypeStruct => f.write_str("newtype struct"),
+            Seq => f.write_str("sequence"),
+            Map => f.write_str("map"),
+            Enum => f.write_str("enum"),
+            UnitVariant => f.write_str("unit variant"),
+            NewtypeVariant => f.write_str("newtype variant"),
+            TupleVariant => f.write_str("tuple variant"),
+            StructVariant => f.write_str("struct variant"),
+            Other(other) => f.write_str(other),
+        }
+    }
 }
 
 /// Deserializes `T` from a value, strictly: nil is only an `Option`'s `None`.
@@ -82,9 +123,42 @@ struct ValueDeserializer {
 }
 
 impl ValueDeserializer {
-    fn nil_as_default(&self) -> bool {
-        self.lenient && self.value.is_nil()
+    fn seq(items: Vec<Value>, lenient: bool) -> SeqAccess {
+        SeqAccess { iter: items.into_iter(), index: 0, lenient }
     }
+}
+
+/// The one error path for "this value is not what the type wants". Not
+/// generic over the visitor: a typed hint whose value does not match comes
+/// here instead of through `deserialize_any`, which would instantiate every
+/// `visit_*` error path once per visitor (it tripled the module's size).
+#[inline(never)]
+fn mismatch(value: &Value, expected: &dyn de::Expected) -> ConfigError {
+    let unexpected = match value {
+        Value::Nil => de::Unexpected::Unit,
+        Value::Bool(b) => de::Unexpected::Bool(*b),
+        Value::Int(i) => de::Unexpected::Signed(*i),
+        Value::UInt(u) => de::Unexpected::Unsigned(*u),
+        Value::Float(f) => de::Unexpected::Float(*f),
+        Value::Str(s) => de::Unexpected::Str(s),
+        Value::Bin(b) => de::Unexpected::Bytes(b),
+        Value::Array(_) => de::Unexpected::Seq,
+        Value::Map(_) => de::Unexpected::Map,
+    };
+    de::Error::invalid_type(unexpected, expected)
+}
+
+macro_rules! numeric_hints {
+    ($($method:ident)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+            match self.value {
+                Value::Int(i) => visitor.visit_i64(i),
+                Value::UInt(u) => visitor.visit_u64(u),
+                Value::Float(f) => visitor.visit_f64(f),
+                other => Err(mismatch(&other, &visitor)),
+            }
+        }
+    )*};
 }
 
 impl<'de> de::Deserializer<'de> for ValueDeserializer {
@@ -100,7 +174,7 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer {
             Value::Float(f) => visitor.visit_f64(f),
             Value::Str(s) => visitor.visit_string(s),
             Value::Bin(b) => visitor.visit_byte_buf(b),
-            Value::Array(a) => visitor.visit_seq(SeqAccess { iter: a.into_iter(), index: 0, lenient }),
+            Value::Array(a) => visitor.visit_seq(Self::seq(a, lenient)),
             Value::Map(m) => visitor.visit_map(MapAccess::new(m, lenient)),
         }
     }
@@ -113,10 +187,16 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer {
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        if self.nil_as_default() {
-            return visitor.visit_bool(false);
+        match self.value {
+            Value::Bool(b) => visitor.visit_bool(b),
+            Value::Nil if self.lenient => visitor.visit_bool(false),
+            other => Err(mismatch(&other, &visitor)),
         }
-        self.deserialize_any(visitor)
+    }
+
+    numeric_hints! {
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_u8
+        deserialize_u16 deserialize_u32 deserialize_u64 deserialize_f32 deserialize_f64
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
@@ -124,24 +204,57 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer {
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        if self.nil_as_default() {
-            return visitor.visit_string(String::new());
+        match self.value {
+            Value::Str(s) => visitor.visit_string(s),
+            Value::Nil if self.lenient => visitor.visit_string(String::new()),
+            other => Err(mismatch(&other, &visitor)),
         }
-        self.deserialize_any(visitor)
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        self.deserialize_string(visitor)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        self.deserialize_byte_buf(visitor)
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        match self.value {
+            Value::Bin(b) => visitor.visit_byte_buf(b),
+            Value::Str(s) => visitor.visit_string(s),
+            Value::Array(a) => visitor.visit_seq(Self::seq(a, self.lenient)),
+            other => Err(mismatch(&other, &visitor)),
+        }
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        if self.nil_as_default() {
-            return visitor.visit_seq(SeqAccess { iter: Vec::new().into_iter(), index: 0, lenient: true });
+        match self.value {
+            Value::Array(a) => visitor.visit_seq(Self::seq(a, self.lenient)),
+            Value::Nil if self.lenient => visitor.visit_seq(Self::seq(Vec::new(), true)),
+            other => Err(mismatch(&other, &visitor)),
         }
-        self.deserialize_any(visitor)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, ConfigError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, ConfigError> {
+        self.deserialize_seq(visitor)
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        if self.nil_as_default() {
-            return visitor.visit_map(MapAccess::new(Map::new(), true));
+        match self.value {
+            Value::Map(m) => visitor.visit_map(MapAccess::new(m, self.lenient)),
+            Value::Nil if self.lenient => visitor.visit_map(MapAccess::new(Map::new(), true)),
+            other => Err(mismatch(&other, &visitor)),
         }
-        self.deserialize_any(visitor)
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -151,6 +264,17 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer {
         visitor: V,
     ) -> Result<V::Value, ConfigError> {
         self.deserialize_map(visitor)
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        match self.value {
+            Value::Nil => visitor.visit_unit(),
+            other => Err(mismatch(&other, &visitor)),
+        }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, ConfigError> {
+        self.deserialize_unit(visitor)
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -182,14 +306,15 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer {
         }
     }
 
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
+        self.deserialize_string(visitor)
+    }
+
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
         visitor.visit_unit()
     }
 
-    forward_to_deserialize_any! {
-        i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf unit
-        unit_struct tuple tuple_struct identifier
-    }
+    forward_to_deserialize_any! { i128 u128 }
 }
 
 struct SeqAccess {
@@ -414,6 +539,8 @@ mod tests {
         );
         assert_eq!(cfg(map! {}).unwrap_err(), "missing field `gpuCount`");
         assert!(cfg(map! { "gpuCount" => 1, "extra" => 1 }).unwrap_err().starts_with("unknown field `extra`"));
+        assert_eq!(cfg(map! { "gpuCount" => 0.5 }).unwrap_err(), "field gpuCount: invalid type: floating point number, expected u32");
+        assert_eq!(cfg(map! { "gpuCount" => 2.0 }).unwrap_err(), "field gpuCount: invalid type: floating point `2.0`, expected u32");
         assert_eq!(cfg(map! { "gpuCount" => 1, "mode" => "slow" }).unwrap_err(),
             "field mode: unknown variant `slow`, expected `fast` or `limit`");
     }

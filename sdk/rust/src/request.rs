@@ -528,7 +528,11 @@ impl<'de> Deserialize<'de> for Quantity {
             Value::Str(s) => Ok(Quantity(s)),
             Value::Int(i) => Ok(Quantity(i.to_string())),
             Value::UInt(u) => Ok(Quantity(u.to_string())),
-            Value::Float(f) => Ok(Quantity(f.to_string())),
+            // Integral floats only: printing any float would link core's
+            // float formatting into every plugin.
+            Value::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 => {
+                Ok(Quantity((f as i64).to_string()))
+            }
             other => Err(serde::de::Error::custom(format_args!(
                 "invalid type: {}, expected a quantity",
                 other.type_name()
