@@ -1,7 +1,8 @@
-"""The Rust SDK's own tests, natively with Debian's cargo and packaged crates
-(offline): the crate's unit and doc tests, every conformance vector through
-the conformance plugin's `Plugin::call`, and the rendered `podplug new --lang
-rust` template's test. Also builds the wasm artefacts (sdk/rust/build.sh)."""
+"""The Rust SDK's own tests. Natively, with Debian's cargo and packaged crates
+offline (sdk/rust/build.sh --test): the crate's unit and doc tests, every
+conformance vector through the conformance plugin's `Plugin::call`, and the
+rendered `podplug new --lang rust` template's test. Then the built modules in
+the host: what the vectors cannot show (panics, logs, typed config errors)."""
 
 from __future__ import annotations
 

@@ -66,6 +66,11 @@ pub use request::{
 };
 pub use value::{Map, Value};
 
+// The README's examples are compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// The ABI version this SDK speaks (`podplug_abi_version`).
 pub const ABI_VERSION: i32 = 1;
 
@@ -91,7 +96,43 @@ pub use plugin::rt as __rt;
 /// ```
 ///
 /// Hooks see only configs that pass validation. A wrong signature, an unknown
-/// or repeated key, or an unknown op in `mutations` is a compile error.
+/// or repeated key, or an unknown op in `mutations` is a compile error:
+///
+/// ```compile_fail
+/// # use podplug_sdk::*;
+/// fn create(_: &HookRequest) -> Mutations { Mutations::new() } // not a Result
+/// podplug_sdk::plugin! { on_pod_create: create }
+/// ```
+/// ```compile_fail
+/// # use podplug_sdk::*;
+/// # fn create(_: &HookRequest) -> Result<Mutations, Error> { Ok(Mutations::new()) }
+/// podplug_sdk::plugin! { on_pod_creat: create } // unknown key
+/// ```
+/// ```compile_fail
+/// # use podplug_sdk::*;
+/// # fn create(_: &HookRequest) -> Result<Mutations, Error> { Ok(Mutations::new()) }
+/// podplug_sdk::plugin! { on_pod_create: create, on_pod_create: create } // repeated
+/// ```
+/// ```compile_fail
+/// # use podplug_sdk::*;
+/// # fn create(_: &HookRequest) -> Result<Mutations, Error> { Ok(Mutations::new()) }
+/// podplug_sdk::plugin! { on_pod_create: create, mutations: [setLable] } // not an op
+/// ```
+/// ```compile_fail
+/// # use podplug_sdk::*;
+/// # fn create(_: &HookRequest) -> Result<Mutations, Error> { Ok(Mutations::new()) }
+/// struct NotDeserialize;
+/// podplug_sdk::plugin! { config: NotDeserialize, on_pod_create: create }
+/// ```
+/// and the same with everything right compiles:
+/// ```
+/// # use podplug_sdk::*;
+/// # fn create(_: &HookRequest) -> Result<Mutations, Error> { Ok(Mutations::new()) }
+/// #[derive(serde::Deserialize)]
+/// struct Config {}
+/// podplug_sdk::plugin! { mutations: [setLabel], config: Config, on_pod_create: create, on_pod_ready: create }
+/// # fn main() { assert!(PLUGIN.on_pod_ready.is_some() && PLUGIN.validates_config()); }
+/// ```
 #[macro_export]
 macro_rules! plugin {
     ($($body:tt)*) => {
