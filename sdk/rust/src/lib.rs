@@ -238,7 +238,8 @@ macro_rules! __plugin_emit {
             #[no_mangle]
             pub extern "C" fn podplug_on_pod_create(ptr: *const u8, len: usize) -> u64 {
                 let _ = $c; // (ties this export to the on_pod_create key)
-                $crate::__rt::export(&PLUGIN, "create", ptr, len)
+                // SAFETY: the host wrote `len` request bytes at `ptr` (docs/abi.md, "One call").
+                unsafe { $crate::__rt::export(&PLUGIN, "create", ptr, len) }
             }
         )?
 
@@ -247,7 +248,8 @@ macro_rules! __plugin_emit {
             #[no_mangle]
             pub extern "C" fn podplug_on_pod_ready(ptr: *const u8, len: usize) -> u64 {
                 let _ = $r; // (ties this export to the on_pod_ready key)
-                $crate::__rt::export(&PLUGIN, "ready", ptr, len)
+                // SAFETY: the host wrote `len` request bytes at `ptr` (docs/abi.md, "One call").
+                unsafe { $crate::__rt::export(&PLUGIN, "ready", ptr, len) }
             }
         )?
 
@@ -263,7 +265,8 @@ macro_rules! __plugin_validate_export {
         #[cfg(target_arch = "wasm32")]
         #[no_mangle]
         pub extern "C" fn podplug_validate_config(ptr: *const u8, len: usize) -> u64 {
-            $crate::__rt::export(&PLUGIN, "validate_config", ptr, len)
+            // SAFETY: the host wrote `len` request bytes at `ptr` (docs/abi.md, "One call").
+                unsafe { $crate::__rt::export(&PLUGIN, "validate_config", ptr, len) }
         }
     };
 }

@@ -52,7 +52,7 @@ pub(crate) mod native {
     use std::cell::RefCell;
 
     thread_local! {
-        pub(crate) static LINES: RefCell<Vec<(Level, String)>> = RefCell::new(Vec::new());
+        pub(crate) static LINES: RefCell<Vec<(Level, String)>> = const { RefCell::new(Vec::new()) };
     }
 
     pub(crate) fn record(level: Level, message: &str) {

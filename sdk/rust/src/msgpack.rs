@@ -194,7 +194,7 @@ impl<'a> Reader<'a> {
             0xc0 => Value::Nil,
             0xc2 => Value::Bool(false),
             0xc3 => Value::Bool(true),
-            0xc4 | 0xc5 | 0xc6 => {
+            0xc4..=0xc6 => {
                 let n = self.be(1 << (marker - 0xc4))? as usize;
                 Value::Bin(self.take(n)?.to_vec())
             }
@@ -205,7 +205,7 @@ impl<'a> Reader<'a> {
             0xd1 => Value::Int(self.be(2)? as u16 as i16 as i64),
             0xd2 => Value::Int(self.be(4)? as u32 as i32 as i64),
             0xd3 => Value::Int(self.be(8)? as i64),
-            0xd9 | 0xda | 0xdb => {
+            0xd9..=0xdb => {
                 let n = self.be(1 << (marker - 0xd9))? as usize;
                 Value::Str(self.string(n)?)
             }

@@ -122,9 +122,13 @@ pub mod rt {
     }
 
     /// A hook export: runs the call and returns `(out_ptr << 32) | out_len`.
-    pub fn export(plugin: &Plugin, hook: &str, ptr: *const u8, len: usize) -> u64 {
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be readable: the host wrote the request there,
+    /// into memory it got from `podplug_alloc`.
+    pub unsafe fn export(plugin: &Plugin, hook: &str, ptr: *const u8, len: usize) -> u64 {
         install_panic_hook();
-        let input: &[u8] = if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(ptr, len) } };
+        let input: &[u8] = if len == 0 { &[] } else { std::slice::from_raw_parts(ptr, len) };
         let out = plugin.call(hook, input).into_boxed_slice();
         let out_len = out.len() as u64;
         let out_ptr = Box::into_raw(out) as *mut u8 as usize as u64;
