@@ -1,6 +1,18 @@
 //! `podplug.log`: lines the host attaches to the plugin's name and hook.
 //! Off wasm (native `cargo test`) there is no host: lines go to stderr and
 //! are kept per thread for [`testing::take_logs`](crate::testing::take_logs).
+//!
+//! ```
+//! podplug_sdk::log::warn!("no GPU limit on {}, using {}", "main", 1);
+//! podplug_sdk::info!("also at the crate root");
+//! podplug_sdk::log::debug("or a plain function");
+//! # use podplug_sdk::log::Level;
+//! # assert_eq!(podplug_sdk::testing::take_logs(), [
+//! #     (Level::Warn, "no GPU limit on main, using 1".to_string()),
+//! #     (Level::Info, "also at the crate root".to_string()),
+//! #     (Level::Debug, "or a plain function".to_string()),
+//! # ]);
+//! ```
 
 /// Log levels of docs/abi.md. `Panic` is the guest's last words before a trap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

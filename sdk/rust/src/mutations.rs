@@ -338,6 +338,11 @@ impl Mutations {
         self.set_env_from(name, EnvSource::field(field_path))
     }
 
+    /// `setEnv` from a Pod field, in `container`.
+    pub fn set_env_from_field_in(&mut self, container: impl Into<String>, name: impl Into<String>, field_path: impl Into<String>) -> &mut Self {
+        self.set_env_from_in(container, name, EnvSource::field(field_path))
+    }
+
     /// `removeEnv`, in every container.
     pub fn remove_env(&mut self, name: impl Into<String>) -> &mut Self {
         self.push(Mutation::new("removeEnv").field("name", name.into()))
