@@ -157,6 +157,16 @@ def test_value_api_keeps_order_and_kinds(mod: CompiledModule) -> None:
     ]
 
 
+def test_decoded_maps_look_up_and_change_keys_without_losing_order(mod: CompiledModule) -> None:
+    out = msgpack.unpackb(mod.call_raw("ready", pack("rawMaps")), raw=False)
+    assert out[0] == "1,4,-,2,3,-,5,-,-"
+    assert list(out[1].items()) == [("ab", "1"), ("é", "2"), ("ée", "3"), ("a", "4b"),
+                                    ("😀", "5")]
+    assert list(out[2].items()) == [("ab", "1"), ("ée", "3"), ("a", "4b"), ("😀", "5"),
+                                    ("new", 6)]
+    assert out[3] == "ab,ée,a,😀,new"
+
+
 # -- the Mutations builder and its helpers ----------------------------------------
 
 def test_builder_helpers_encode_canonical_ops(mod: CompiledModule) -> None:

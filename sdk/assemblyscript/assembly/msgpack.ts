@@ -24,16 +24,25 @@ export const enum Kind {
  * A decoded MessagePack value. Maps keep the order of their keys (the order on
  * the wire, or the order of `set` calls), which is what the canonical encoding
  * of passthrough objects needs.
+ *
+ * Decoded strings and map keys stay UTF-8 slices of the input (which lives,
+ * unchanged, for the whole call) until read as strings: most of a request is
+ * never read, and what a plugin passes through is re-encoded by copying bytes.
  */
 export class Value {
   kind: Kind = Kind.Nil;
   private b: bool = false;
   private n: i64 = 0;
   private f: f64 = 0;
-  private s: string = "";
+  /** The string; null while it is only the UTF-8 slice `raw`. */
+  private s: string | null = null;
+  /** A UTF-8 slice, `(ptr << 32) | len`. */
+  private raw: u64 = 0;
   private bytes: Uint8Array | null = null;
   private items: Value[] | null = null;
+  /** Map keys as strings; null while they are only the slices in `rawKeys`. */
   private mapKeys: string[] | null = null;
+  private rawKeys: u64[] | null = null;
 
   // -- constructors
 
@@ -48,6 +57,11 @@ export class Value {
   }
   static float(f: f64): Value { const v = new Value(); v.kind = Kind.Float; v.f = f; return v; }
   static str(s: string): Value { const v = new Value(); v.kind = Kind.Str; v.s = s; return v; }
+  /** A string that is the `len` UTF-8 bytes at `ptr`, decoded when first read;
+   * the bytes must not change while the Value is in use. */
+  static utf8(ptr: usize, len: u32): Value {
+    const v = new Value(); v.kind = Kind.Str; v.raw = (<u64>ptr << 32) | <u64>len; return v;
+  }
   static bin(bytes: Uint8Array): Value { const v = new Value(); v.kind = Kind.Bin; v.bytes = bytes; return v; }
   /** An array; `items` is used as is (not copied). */
   static array(items: Value[] = []): Value {
@@ -88,14 +102,22 @@ export class Value {
     if (this.kind == Kind.Uint) return <f64><u64>this.n;
     return 0;
   }
-  asString(): string { return this.kind == Kind.Str ? this.s : ""; }
+  asString(): string {
+    if (this.kind != Kind.Str) return "";
+    let s = this.s;
+    if (s === null) {
+      s = utf8ToString(<usize>(this.raw >>> 32), <usize>(this.raw & 0xffffffff));
+      this.s = s;
+    }
+    return s;
+  }
   asBytes(): Uint8Array { const b = this.bytes; return this.kind == Kind.Bin && b ? b : new Uint8Array(0); }
 
   /** The text of a scalar: strings as they are, numbers in decimal, bools as
    * true/false, nil as "" (used for Kubernetes quantities written as numbers). */
   toText(): string {
     switch (this.kind) {
-      case Kind.Str: return this.s;
+      case Kind.Str: return this.asString();
       case Kind.Int: return this.n.toString();
       case Kind.Uint: return (<u64>this.n).toString();
       case Kind.Float: return this.f.toString();
@@ -120,8 +142,7 @@ export class Value {
 
   /** Map keys in order; [] for anything else. */
   keys(): string[] {
-    const keys = this.mapKeys;
-    return this.kind == Kind.Map && keys ? keys : [];
+    return this.kind == Kind.Map ? this.stringKeys() : [];
   }
 
   /** Array item `i`, or null when out of range or not an array. */
@@ -137,10 +158,49 @@ export class Value {
     return this;
   }
 
+  /** The keys as strings, decoding the raw ones once (a map being changed
+   * switches to string keys for good). */
+  private stringKeys(): string[] {
+    let keys = this.mapKeys;
+    if (keys === null) {
+      const raw = this.rawKeys!;
+      keys = new Array<string>(raw.length);
+      for (let i = 0; i < raw.length; i++) {
+        keys[i] = utf8ToString(<usize>(raw[i] >>> 32), <usize>(raw[i] & 0xffffffff));
+      }
+      this.mapKeys = keys;
+      this.rawKeys = null;
+    }
+    return keys;
+  }
+
   private indexOf(key: string): i32 {
     if (this.kind != Kind.Map) return -1;
-    const keys = this.mapKeys!;
-    for (let i = 0; i < keys.length; i++) if (keys[i] == key) return i;
+    const keys = this.mapKeys;
+    if (keys !== null) {
+      for (let i = 0; i < keys.length; i++) if (keys[i] == key) return i;
+      return -1;
+    }
+    // Raw keys: compare bytes, without decoding them.
+    const raw = this.rawKeys!;
+    const src = changetype<usize>(key);
+    const units = <usize>key.length;
+    if (asciiPrefix(src, units) == units) {
+      for (let i = 0; i < raw.length; i++) {
+        if (<usize>(raw[i] & 0xffffffff) != units) continue;
+        const p = <usize>(raw[i] >>> 32);
+        let j: usize = 0;
+        while (j < units && <u32>load<u8>(p + j) == <u32>load<u16>(src + (j << 1))) j++;
+        if (j == units) return i;
+      }
+      return -1;
+    }
+    const utf8 = String.UTF8.encode(key, false, String.UTF8.ErrorMode.REPLACE);
+    const n = <usize>utf8.byteLength;
+    for (let i = 0; i < raw.length; i++) {
+      if (<usize>(raw[i] & 0xffffffff) == n
+          && memory.compare(<usize>(raw[i] >>> 32), changetype<usize>(utf8), n) == 0) return i;
+    }
     return -1;
   }
 
@@ -155,7 +215,7 @@ export class Value {
   /** The string under `key`, or `otherwise` when absent or not a string. */
   getString(key: string, otherwise: string = ""): string {
     const v = this.get(key);
-    return v && v.kind == Kind.Str ? v.s : otherwise;
+    return v && v.kind == Kind.Str ? v.asString() : otherwise;
   }
 
   /** The map under `key`, or an empty map when absent or not a map. */
@@ -193,7 +253,7 @@ export class Value {
     if (this.kind != Kind.Map) return this;
     const i = this.indexOf(key);
     if (i >= 0) this.items![i] = value;
-    else { this.mapKeys!.push(key); this.items!.push(value); }
+    else { this.stringKeys().push(key); this.items!.push(value); }
     return this;
   }
 
@@ -201,9 +261,22 @@ export class Value {
    * is new); keeps decoding large maps linear. */
   appendEntry(key: string, value: Value): void {
     if (this.kind != Kind.Map) return;
-    this.mapKeys!.push(key);
+    this.stringKeys().push(key);
     this.items!.push(value);
   }
+
+  /** A map of `n` entries whose keys are UTF-8 slices, `(ptr << 32) | len`,
+   * and whose values are `values` (decoder use: both arrays are taken as is). */
+  static rawMap(rawKeys: u64[], values: Value[]): Value {
+    const v = new Value(); v.kind = Kind.Map; v.items = values; v.rawKeys = rawKeys; return v;
+  }
+
+  /** The UTF-8 slice `(ptr << 32) | len` of a decoded string not yet read as
+   * a string, else 0 (lets the encoder copy bytes instead of transcoding). */
+  get rawUtf8(): u64 { return this.kind == Kind.Str && this.s === null ? this.raw : 0; }
+
+  /** The UTF-8 slices of a decoded map's keys, or null once they are strings. */
+  get rawKeySlices(): u64[] | null { return this.kind == Kind.Map ? this.rawKeys : null; }
 
   /** Replaces the value of entry `i` (in key order). */
   setAt(i: i32, value: Value): void {
@@ -218,7 +291,7 @@ export class Value {
   remove(key: string): bool {
     const i = this.indexOf(key);
     if (i < 0) return false;
-    this.mapKeys!.splice(i, 1);
+    this.stringKeys().splice(i, 1);
     this.items!.splice(i, 1);
     return true;
   }
@@ -232,7 +305,7 @@ export class Value {
       case Kind.Int:
       case Kind.Uint: return this.n == other.n;
       case Kind.Float: return this.f == other.f;
-      case Kind.Str: return this.s == other.s;
+      case Kind.Str: return this.asString() == other.asString();
       case Kind.Bin: {
         const a = this.asBytes(), b = other.asBytes();
         if (a.length != b.length) return false;
@@ -357,9 +430,9 @@ export class Decoder {
 
   private str(n: u32): Value {
     if (!this.need(<usize>n)) return Value.nil();
-    const s = utf8ToString(this.pos, <usize>n);
+    const v = Value.utf8(this.pos, n);
     this.pos += <usize>n;
-    return Value.str(s);
+    return v;
   }
 
   private bin(n: u32): Value {
@@ -384,33 +457,36 @@ export class Decoder {
 
   private map(n: u32, depth: i32): Value {
     if (!this.need(<usize>n << 1)) return Value.nil();
-    const m = Value.map();
+    const keys = new Array<u64>(<i32>n);
+    const values = new Array<Value>(<i32>n);
     for (let i: u32 = 0; i < n; i++) {
       const key = this.key();
-      if (key == null) return this.fail("map key is not a string");
+      if (key == 0) return this.fail("map key is not a string");
       const v = this.value(depth + 1);
       if (this.error != null) return Value.nil();
       // Keys are taken as unique, as the host encodes dicts: looking each one
       // up would make decoding a large map quadratic (and fuel is counted).
-      m.appendEntry(key!, v);
+      keys[i] = key;
+      values[i] = v;
     }
-    return m;
+    return Value.rawMap(keys, values);
   }
 
-  /** A map key: a string read directly (no Value for it), or null. */
-  private key(): string | null {
-    if (!this.need(1)) return null;
+  /** A map key as a UTF-8 slice `(ptr << 32) | len`, or 0 when it is not a
+   * string. (0 is never a slice: the input never starts at address 0.) */
+  private key(): u64 {
+    if (!this.need(1)) return 0;
     const t = this.u8();
     let n: u32;
     if (t >= 0xa0 && t <= 0xbf) n = t & 0x1f;
     else if (t == 0xd9) n = this.len(1);
     else if (t == 0xda) n = this.len(2);
     else if (t == 0xdb) n = this.len(4);
-    else return null;
-    if (!this.need(<usize>n)) return null;
-    const s = utf8ToString(this.pos, <usize>n);
+    else return 0;
+    if (!this.need(<usize>n)) return 0;
+    const slice = (<u64>this.pos << 32) | <u64>n;
     this.pos += <usize>n;
-    return s;
+    return slice;
   }
 
   private value(depth: i32): Value {
@@ -467,7 +543,10 @@ export function decodeAt(ptr: usize, len: usize): Decoder {
 
 /** Decodes a whole byte array; null when it is not valid MessagePack. */
 export function decode(bytes: Uint8Array): Value | null {
-  const d = new Decoder(bytes.dataStart, <usize>bytes.length);
+  // Decoded strings point into the input: decode a private copy.
+  const copy = heap.alloc(<usize>bytes.length + 1);
+  memory.copy(copy, bytes.dataStart, <usize>bytes.length);
+  const d = new Decoder(copy, <usize>bytes.length);
   const v = d.decodeAll();
   return d.error == null ? v : null;
 }
@@ -550,6 +629,12 @@ export class Writer {
     else String.UTF8.encodeUnsafe(src, s.length, p, false, String.UTF8.ErrorMode.REPLACE);
   }
 
+  /** A `str` of the `len` UTF-8 bytes at `ptr`, copied as they are. */
+  utf8(ptr: usize, len: u32): void {
+    this.strHeader(len);
+    memory.copy(this.reserve(<usize>len), ptr, <usize>len);
+  }
+
   strHeader(n: u32): void {
     if (n <= 31) this.byte(0xa0 | n);
     else if (n <= 0xff) { const p = this.reserve(2); store<u8>(p, 0xd9); store<u8>(p + 1, <u8>n); }
@@ -584,7 +669,12 @@ export class Writer {
       case Kind.Int: this.int(v.asInt()); break;
       case Kind.Uint: this.uint(v.asUint()); break;
       case Kind.Float: this.float(v.asFloat()); break;
-      case Kind.Str: this.str(v.asString()); break;
+      case Kind.Str: {
+        const raw = v.rawUtf8;
+        if (raw != 0) this.utf8(<usize>(raw >>> 32), <u32>(raw & 0xffffffff));
+        else this.str(v.asString());
+        break;
+      }
       case Kind.Bin: this.bin(v.asBytes()); break;
       case Kind.Array: {
         const items = v.values();
@@ -593,9 +683,18 @@ export class Writer {
         break;
       }
       case Kind.Map: {
-        const keys = v.keys(), vals = v.values();
-        this.mapHeader(<u32>keys.length);
-        for (let i = 0; i < keys.length; i++) { this.str(keys[i]); this.value(vals[i]); }
+        const vals = v.values();
+        this.mapHeader(<u32>vals.length);
+        const raw = v.rawKeySlices;
+        if (raw !== null) {
+          for (let i = 0; i < vals.length; i++) {
+            this.utf8(<usize>(raw[i] >>> 32), <u32>(raw[i] & 0xffffffff));
+            this.value(vals[i]);
+          }
+        } else {
+          const keys = v.keys();
+          for (let i = 0; i < keys.length; i++) { this.str(keys[i]); this.value(vals[i]); }
+        }
         break;
       }
     }

@@ -26,6 +26,7 @@ export function podplug_on_pod_ready(ptr: i32, len: i32): i64 {
   if (name == "surrogates") return respondWith(surrogates());
   if (name == "builders") return respondWith(builders());
   if (name == "values") return respondWith(values());
+  if (name == "rawMaps") return respondWith(rawMaps());
   if (name == "decodeErrors") return respondWith(decodeErrors());
   if (name == "log") { log.info("héllo 😀"); log.warn("w"); return respondWith(Value.nil()); }
   if (name == "throw") throw new Error("boom ✗");
@@ -191,4 +192,23 @@ function accessors(req: HookRequest): Mutations {
   m.setAnnotation("ready", pod.isReady ? "ready" : "not-ready");
   m.addMemoryEmptyDir("shm", "2Gi").addConfigMapVolume("c", "cm").setEnvFromField("IP", "status.podIP");
   return m;
+}
+
+/** Lookups and changes on a decoded map, whose keys are still UTF-8 slices. */
+function rawMaps(): Value {
+  const src = Value.map().setString("ab", "1").setString("é", "2").setString("ée", "3")
+    .setString("a", "4").setString("\uD83D\uDE00", "5");
+  const m = decode(src.encode())!;
+  const found = new Array<string>();
+  const probes = ["ab", "a", "abc", "é", "ée", "ee", "\uD83D\uDE00", "", "b"];
+  for (let i = 0; i < probes.length; i++) {
+    const v = m.get(probes[i]);
+    found.push(v ? v.asString() : "-");
+  }
+  const lookups = Value.str(found.join(","));
+  m.set("a", Value.str("4b"));       // replace in place: keys stay slices
+  const replaced = m.encode();
+  m.set("new", Value.int(6));        // a new key: keys become strings
+  m.remove("é");
+  return Value.array([lookups, decode(replaced)!, m, Value.str(m.keys().join(","))]);
 }
