@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Builds the Rust plugins of plugins-wasm/ with Debian's rustc and packaged
+# crates, offline, and writes plugins-wasm/NAME/NAME.wasm (the file the
+# operator loads).
+#
+#   plugins-wasm/build-rust.sh           build; rewrites NAME.wasm only when its bytes change
+#   plugins-wasm/build-rust.sh --check   build elsewhere and fail, naming the plugin, when
+#                                        a committed NAME.wasm differs from what the sources give
+#   plugins-wasm/build-rust.sh --test    also run each plugin's native `cargo test`
+#   plugins-wasm/build-rust.sh NAME...   only these plugins
+#
+# Reproducible: the same sources give the same bytes wherever the repository is
+# cloned. Sources are mirrored into build/plugins-rust/src/ (so no Cargo.lock or
+# target/ lands in the repo, and Debian's cargo never meets a rustup lock file)
+# and every path under that mirror is remapped to /podplug in the binary. The
+# toolchain (Debian's rustc, serde from /usr/share/cargo/registry) and binaryen's
+# wasm-opt must be the same versions as where the committed modules were built:
+# the versions are printed below.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PLUGINS_DIR=$ROOT/plugins-wasm
+WORK=$ROOT/build/plugins-rust
+STAGE=$WORK/src
+# The Rust plugins of this folder; the others (AssemblyScript) have their own build.
+ALL=(lws-standard-labels nvidia-gpu-defaults huawei-ascend-defaults)
+
+CHECK=0
+RUN_TESTS=0
+SELECTED=()
+for arg in "$@"; do
+    case $arg in
+        --check) CHECK=1 ;;
+        --test) RUN_TESTS=1 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -*) echo "usage: $0 [--check] [--test] [NAME...]" >&2; exit 2 ;;
+        *)
+            [[ " ${ALL[*]} " == *" $arg "* ]] || { echo "build-rust.sh: unknown plugin $arg (have: ${ALL[*]})" >&2; exit 2; }
+            SELECTED+=("$arg") ;;
+    esac
+done
+[[ ${#SELECTED[@]} -gt 0 ]] || SELECTED=("${ALL[@]}")
+
+export CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
+export CARGO_TARGET_DIR=$WORK/target
+for tool in "$CARGO" "$RUSTC"; do
+    [[ -x $tool ]] || { echo "build-rust.sh: $tool not found (apt-get install cargo rustc libstd-rust-dev-wasm32)" >&2; exit 1; }
+done
+[[ -d /usr/lib/rustlib/wasm32-unknown-unknown ]] || {
+    echo "build-rust.sh: no wasm32 std for /usr/bin/rustc (apt-get install libstd-rust-dev-wasm32)" >&2; exit 1; }
+CARGO_ARGS=(--config "$STAGE/sdk/rust/debian-offline.toml" --offline --quiet)
+NICE=(nice -n 10)
+# Absolute paths reach the module through panic locations (file!()); the mirror's
+# location differs between a developer's tree and CI's clone.
+export RUSTFLAGS="--remap-path-prefix=$STAGE=/podplug"
+
+step() { printf '==> %s\n' "$*"; }
+
+if command -v wasm-opt >/dev/null; then
+    WASM_OPT="wasm-opt $(wasm-opt --version | awk '{print $3}')"
+else
+    WASM_OPT="none"
+fi
+step "toolchain: rustc $($RUSTC --version | cut -d' ' -f2), wasm-opt: $WASM_OPT"
+
+# The SDK and the plugins, at the same relative places as in the repo so the
+# plugins' `path = "../../sdk/rust"` resolves. tar keeps mtimes: unchanged
+# files do not make cargo rebuild.
+step "mirroring sdk/rust and the plugins into ${STAGE#"$ROOT"/}"
+mkdir -p "$STAGE/sdk/rust" "$STAGE/plugins-wasm"
+# A source file deleted in the repo must not linger in the mirror.
+rm -rf "$STAGE/sdk/rust/src"
+tar -C "$ROOT/sdk/rust" --exclude=./target --exclude=./Cargo.lock --exclude=./template -cf - . | tar -C "$STAGE/sdk/rust" -xf -
+for name in "${SELECTED[@]}"; do
+    mkdir -p "$STAGE/plugins-wasm/$name"
+    rm -rf "$STAGE/plugins-wasm/$name/src"
+    tar -C "$PLUGINS_DIR/$name" --exclude=./target --exclude=./Cargo.lock --exclude=./cases \
+        --exclude="./$name.wasm" -cf - . | tar -C "$STAGE/plugins-wasm/$name" -xf -
+done
+
+OUT=$WORK/out
+mkdir -p "$OUT"
+STALE=()
+for name in "${SELECTED[@]}"; do
+    crate=${name//-/_}
+    step "building $name"
+    (cd "$STAGE/plugins-wasm/$name" && "${NICE[@]}" "$CARGO" build "${CARGO_ARGS[@]}" --release --target wasm32-unknown-unknown)
+    raw=$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/$crate.wasm
+    # wasm-opt only when the raw module changed since the last run.
+    digest=$(sha256sum "$raw" | cut -d' ' -f1)
+    built=$OUT/$name.wasm
+    if [[ ! -e $built || "$(cat "$OUT/$name.raw-sha256" 2>/dev/null)" != "$digest $WASM_OPT" ]]; then
+        if [[ $WASM_OPT != none ]]; then
+            "${NICE[@]}" wasm-opt -Oz --strip-producers "$raw" -o "$built.tmp"
+        else
+            echo "    (wasm-opt not found: the module stays unoptimised and will not match a committed one)"
+            cp "$raw" "$built.tmp"
+        fi
+        mv "$built.tmp" "$built"
+        echo "$digest $WASM_OPT" >"$OUT/$name.raw-sha256"
+    fi
+    committed=$PLUGINS_DIR/$name/$name.wasm
+    printf '    %s: %d bytes (%d before wasm-opt)\n' "$name.wasm" "$(stat -c %s "$built")" "$(stat -c %s "$raw")"
+    if cmp -s "$built" "$committed"; then
+        echo "    up to date: plugins-wasm/$name/$name.wasm"
+    elif [[ $CHECK == 1 ]]; then
+        echo "    STALE: plugins-wasm/$name/$name.wasm differs from what its sources build ($(sha256sum "$built" | cut -c1-12) built, $( [[ -e $committed ]] && sha256sum "$committed" | cut -c1-12 || echo missing) committed)"
+        STALE+=("$name")
+    else
+        cp "$built" "$committed"
+        echo "    wrote plugins-wasm/$name/$name.wasm"
+    fi
+done
+
+if [[ $RUN_TESTS == 1 ]]; then
+    for name in "${SELECTED[@]}"; do
+        step "native tests: $name"
+        (cd "$STAGE/plugins-wasm/$name" && RUSTFLAGS= "${NICE[@]}" "$CARGO" test "${CARGO_ARGS[@]}")
+    done
+fi
+
+if [[ ${#STALE[@]} -gt 0 ]]; then
+    echo "build-rust.sh: stale or unreproducible: ${STALE[*]} (run plugins-wasm/build-rust.sh and commit the .wasm)" >&2
+    exit 1
+fi
+step "done"
