@@ -4,6 +4,7 @@ test module sdk/assemblyscript/tests/index.ts (see its header for the protocol).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -369,6 +370,26 @@ def test_convenience_builders_match_the_plain_ops(mod: CompiledModule) -> None:
         {"op": "addVolume", "volume": {"name": "c", "configMap": {"name": "cm"}}},
         {"op": "setEnv", "name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ]
+
+
+def test_readme_example_compiles_to_a_module_the_host_accepts(mod: CompiledModule,
+                                                              tmp_path: Path) -> None:
+    readme = (SDK / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"A whole plugin is one file.*?```ts\n(.*?)```", readme, re.S)
+    assert code is not None
+    (tmp_path / "index.ts").write_text(code.group(1), encoding="utf-8")
+    (tmp_path / "node_modules" / "@podplug").mkdir(parents=True)
+    (tmp_path / "node_modules" / "@podplug" / "sdk").symlink_to(SDK)
+    asc = SDK / "node_modules" / "assemblyscript" / "bin" / "asc.js"
+    subprocess.run(["node", str(asc), "index.ts", "--config", str(SDK / "asconfig.json"),
+                    "--outFile", "readme.wasm"], cwd=tmp_path, check=True)
+    with Engine(disk_cache=False) as engine:
+        plugin = engine.load((tmp_path / "readme.wasm").read_bytes(), name="readme")
+        request = pack({"abi": 1, "hook": "create", "plugin": {"name": "r", "config": {}},
+                        "roleName": "prefill",
+                        "pod": {"spec": {"containers": [{"name": "main"}]}}})
+        out = msgpack.unpackb(plugin.call_raw("create", request), raw=False)
+    assert [op["op"] for op in out["mutations"]] == ["addVolume", "addVolumeMount", "setLabel"]
 
 
 # -- the author template (`podplug new NAME --lang assemblyscript`) ----------------
