@@ -51,6 +51,7 @@ mod msgpack;
 mod mutations;
 mod plugin;
 mod request;
+mod ser;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 mod value;
@@ -64,6 +65,7 @@ pub use request::{
     Container, ContainerPort, EnvVar, HookRequest, ModelServing, ObjectMeta, Pod, PodCondition, PodSpec, PodStatus,
     PluginEntry, Quantity, RequestError, ResourceRequirements, StringMap, Toleration, Volume, VolumeMount,
 };
+pub use ser::{to_value, SerializeError};
 pub use value::{Map, Value};
 
 // The README's examples are compiled and run as doc tests.
