@@ -456,7 +456,9 @@ export class Decoder {
   }
 
   private map(n: u32, depth: i32): Value {
-    if (!this.need(<usize>n << 1)) return Value.nil();
+    // Each entry takes at least two bytes (checked in two steps: `n << 1`
+    // alone could wrap around for a hostile count).
+    if (!this.need(<usize>n) || !this.need(<usize>n << 1)) return Value.nil();
     const keys = new Array<u64>(<i32>n);
     const values = new Array<Value>(<i32>n);
     for (let i: u32 = 0; i < n; i++) {

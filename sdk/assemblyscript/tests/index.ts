@@ -134,6 +134,9 @@ function decodeErrors(): Value {
   return Value.array([
     decodeError([0xa5, 0x61]),                 // str of 5 with 1 byte
     decodeError([0xdc, 0xff, 0xff]),           // array of 65535 with no items
+    decodeError([0xdf, 0x80, 0, 0, 0]),        // map of 2^31 entries
+    decodeError([0xdd, 0xff, 0xff, 0xff, 0xff]), // array of 2^32-1 items
+    decodeError([0xdb, 0xff, 0xff, 0xff, 0xff]), // str of 4 GiB
     decodeError([0x81, 0x01, 0x02]),           // integer map key
     decodeError([0xd4, 0x01, 0x02]),           // fixext 1
     decodeError([0xc1]),                       // never used
