@@ -71,6 +71,18 @@ def test_every_str_header_boundary_round_trips(mod: CompiledModule, size: int, u
 
 
 @pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("unit", ["a", "é", "€", "😀"])
+def test_strings_read_and_written_back_keep_their_bytes(mod: CompiledModule, size: int,
+                                                        unit: str) -> None:
+    # Round trips above copy unread strings as bytes; these are transcoded
+    # UTF-8 -> UTF-16 -> UTF-8 through the string paths a plugin uses.
+    text = (unit * size).encode()[:size].decode(errors="ignore")
+    text += "a" * (size - len(text.encode()))
+    texts = [text, "x" * (size % 7) + text + "é"]
+    assert mod.call_raw("ready", pack(texts)) == pack(texts)
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_every_bin_header_boundary_round_trips(mod: CompiledModule, size: int) -> None:
     data = bytes(i % 256 for i in range(size))
     assert roundtrip(mod, pack(data)) == pack(data)
@@ -232,6 +244,8 @@ def validate(mod: CompiledModule, config: Any) -> dict[str, Any]:
     ({"bogus": 1}, 'unknown field "bogus"'),
     ({"count": "3"}, "field count: expected an integer"),
     ({"count": 1.5}, "field count: expected an integer"),
+    ({"count": 2**64 - 1}, "field count: integer out of range"),
+    ({"count": -(2**63)}, None),
     ({"count": None}, "field count: expected an integer"),
     ({"name": 1}, "field name: expected a string"),
     ({"enabled": "yes"}, "field enabled: expected a boolean"),

@@ -624,11 +624,21 @@ export class Writer {
     const units = <usize>s.length;
     const src = changetype<usize>(s);
     const ascii = asciiPrefix(src, units) == units;
-    const n = ascii ? <u32>units : <u32>String.UTF8.byteLength(s);
-    this.strHeader(n);
-    const p = this.reserve(<usize>n);
-    if (ascii) narrowAscii(src, units, p);
-    else String.UTF8.encodeUnsafe(src, s.length, p, false, String.UTF8.ErrorMode.REPLACE);
+    if (ascii) {
+      this.strHeader(<u32>units);
+      narrowAscii(src, units, this.reserve(units));
+      return;
+    }
+    // Encode once into room for the worst case (3 bytes per UTF-16 unit, a
+    // 5-byte header), then move the bytes behind the smallest header: one
+    // memory.copy instead of a second pass to measure the UTF-8 length.
+    const start = this.pos;
+    const scratch = this.reserve(5 + units * 3) + 5;
+    const n = String.UTF8.encodeUnsafe(src, s.length, scratch, false, String.UTF8.ErrorMode.REPLACE);
+    this.pos = start;
+    this.strHeader(<u32>n);
+    memory.copy(this.buf + this.pos, scratch, n);
+    this.pos += n;
   }
 
   /** A `str` of the `len` UTF-8 bytes at `ptr`, copied as they are. */

@@ -273,7 +273,7 @@ export class Config {
     const v = this.get(key);
     if (!v) return otherwise;
     if (v.kind == Kind.Int) return v.asInt();
-    this.fail(key, "expected an integer");
+    this.fail(key, v.kind == Kind.Uint ? "integer out of range" : "expected an integer");
     return otherwise;
   }
 

@@ -22,6 +22,13 @@ export function podplug_on_pod_ready(ptr: i32, len: i32): i64 {
   const d = new Decoder(<usize>ptr, <usize>len);
   const input = d.decodeAll();
   if (input.isMap) return onPodReady(ptr, len, accessors);
+  if (input.isArray) {
+    // Strings read as AssemblyScript strings and written back (transcoded).
+    const items = input.values();
+    const out = new Array<Value>(items.length);
+    for (let i = 0; i < items.length; i++) out[i] = Value.str(items[i].asString());
+    return respondWith(Value.array(out));
+  }
   const name = input.asString();
   if (name == "surrogates") return respondWith(surrogates());
   if (name == "builders") return respondWith(builders());
