@@ -7,6 +7,8 @@
 #   plugins-wasm/build-rust.sh --check   build elsewhere and fail, naming the plugin, when
 #                                        a committed NAME.wasm differs from what the sources give
 #   plugins-wasm/build-rust.sh --test    also run each plugin's native `cargo test`
+#   plugins-wasm/build-rust.sh --sdk-head  build against the SDK as committed (git HEAD),
+#                                        not the work tree: what CI's clone will build
 #   plugins-wasm/build-rust.sh NAME...   only these plugins
 #
 # Reproducible: the same sources give the same bytes wherever the repository is
@@ -27,13 +29,15 @@ ALL=(lws-standard-labels nvidia-gpu-defaults huawei-ascend-defaults)
 
 CHECK=0
 RUN_TESTS=0
+SDK_HEAD=0
 SELECTED=()
 for arg in "$@"; do
     case $arg in
         --check) CHECK=1 ;;
         --test) RUN_TESTS=1 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-        -*) echo "usage: $0 [--check] [--test] [NAME...]" >&2; exit 2 ;;
+        --sdk-head) SDK_HEAD=1 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -*) echo "usage: $0 [--check] [--test] [--sdk-head] [NAME...]" >&2; exit 2 ;;
         *)
             [[ " ${ALL[*]} " == *" $arg "* ]] || { echo "build-rust.sh: unknown plugin $arg (have: ${ALL[*]})" >&2; exit 2; }
             SELECTED+=("$arg") ;;
@@ -70,7 +74,11 @@ step "mirroring sdk/rust and the plugins into ${STAGE#"$ROOT"/}"
 mkdir -p "$STAGE/sdk/rust" "$STAGE/plugins-wasm"
 # A source file deleted in the repo must not linger in the mirror.
 rm -rf "$STAGE/sdk/rust/src"
-tar -C "$ROOT/sdk/rust" --exclude=./target --exclude=./Cargo.lock --exclude=./template -cf - . | tar -C "$STAGE/sdk/rust" -xf -
+if [[ $SDK_HEAD == 1 ]]; then
+    git -C "$ROOT" archive --format=tar HEAD sdk/rust | tar -C "$STAGE" --strip-components=0 -xf - --exclude=sdk/rust/template
+else
+    tar -C "$ROOT/sdk/rust" --exclude=./target --exclude=./Cargo.lock --exclude=./template -cf - . | tar -C "$STAGE/sdk/rust" -xf -
+fi
 for name in "${SELECTED[@]}"; do
     mkdir -p "$STAGE/plugins-wasm/$name"
     rm -rf "$STAGE/plugins-wasm/$name/src"
