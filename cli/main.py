@@ -14,8 +14,9 @@ from collections.abc import Sequence
 
 # Verbs, in the order `podplug --help` lists them, and their modules where the
 # name differs (`test` and `operator` would read as pytest and stdlib names).
-_VERBS = ("new", "build", "run", "test", "inspect", "render", "operator")
-_MODULES = {"new": "scaffold", "build": "scaffold", "test": "cases", "operator": "operator_cmd"}
+_VERBS = ("new", "build", "run", "test", "inspect", "render", "operator", "dev-cluster")
+_MODULES = {"new": "scaffold", "build": "scaffold", "test": "cases", "operator": "operator_cmd",
+            "dev-cluster": "dev_cluster"}
 
 EXIT_OK = 0
 EXIT_PLUGIN_ERROR = 1
@@ -60,3 +61,7 @@ class UsageError(Exception):
 
 def entrypoint() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

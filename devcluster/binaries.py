@@ -1,0 +1,45 @@
+"""Where `make controlplane` (hack/controlplane/build.sh) left the binaries."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+VERSIONS = _ROOT / "hack" / "controlplane" / "versions.env"
+
+
+class BinariesMissing(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Binaries:
+    kube_apiserver: Path
+    etcd: Path
+    k8s_version: str
+    etcd_version: str
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for line in VERSIONS.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key] = value
+    return out
+
+
+def find() -> Binaries:
+    v = versions()
+    cache = Path(os.environ.get("PODPLUG_CACHE_DIR") or Path.home() / ".cache" / "podplug")
+    d = cache / "controlplane" / f"{v['K8S_VERSION']}-etcd-{v['ETCD_VERSION']}"
+    b = Binaries(d / "kube-apiserver", d / "etcd", v["K8S_VERSION"], v["ETCD_VERSION"])
+    missing = [p for p in (b.kube_apiserver, b.etcd) if not os.access(p, os.X_OK)]
+    if missing:
+        raise BinariesMissing(
+            f"{', '.join(map(str, missing))} not built: run `make controlplane` "
+            "(hack/controlplane/build.sh builds them from the Go module proxy)")
+    return b
