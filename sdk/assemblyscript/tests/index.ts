@@ -132,7 +132,7 @@ function decodeError(bytes: u8[]): Value {
   const d = new Decoder(buf.dataStart, <usize>buf.length);
   d.decodeAll();
   const e = d.error;
-  return Value.str(e != null ? e! : "no error");
+  return Value.str(e !== null ? e : "no error");
 }
 
 function decodeErrors(): Value {
@@ -153,7 +153,7 @@ function decodeErrors(): Value {
   ]);
 }
 
-function text(s: string | null): string { return s === null ? "<null>" : s!; }
+function text(s: string | null): string { return s === null ? "<null>" : s; }
 
 /** Every request accessor, as setAnnotation ops `accessor -> text`. */
 function accessors(req: HookRequest): Mutations {
