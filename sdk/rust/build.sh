@@ -48,6 +48,10 @@ step() { printf '==> %s\n' "$*"; }
 step "mirroring sdk/rust into ${STAGE#"$ROOT"/}"
 mkdir -p "$STAGE" "$OUT"
 tar -C "$SDK" --exclude=./target --exclude=./Cargo.lock --exclude=./template -cf - . | tar -C "$STAGE" -xf -
+# Files deleted from sdk/rust must not linger in the mirror.
+comm -13 <(cd "$SDK" && find . -path ./target -prune -o -path ./template -prune -o -type f -print | sort) \
+         <(cd "$STAGE" && find . -path ./target -prune -o -type f ! -name Cargo.lock -print | sort) |
+    (cd "$STAGE" && xargs -r rm -v --)
 
 # wasm-opt when binaryen is installed; skipped when the output is newer.
 optimise() {  # optimise <in.wasm> <out.wasm>
