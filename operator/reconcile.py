@@ -11,12 +11,14 @@ that is interrupted and repeated (operator restart) never duplicates a Pod.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from podplug.operator.chains import Chains, ChainUnavailable, reason_of
@@ -129,7 +131,14 @@ class Reconciler:
             for rec in result.records:
                 if rec.outcome == "ignored" and rec.error is not None:
                     self._warn(obj, "PluginIgnored", f"{rec.error} (failurePolicy Ignore)")
-            if self.kube.create_pod(namespace, result.pod):
+            try:
+                fresh = self.kube.create_pod(namespace, result.pod)
+            except ApiException as e:
+                # The API server refused the Pod (admission, quota): say so where
+                # users look, and retry with backoff.
+                self._warn(obj, "FailedCreate", f"Pod {pod_plan.name}: {_api_reason(e)}")
+                raise RetryLater(f"creating Pod {pod_plan.name}: {_api_reason(e)}") from None
+            if fresh:
                 created += 1
                 self.metrics.pods_created.labels(namespace).inc()
 
@@ -224,6 +233,13 @@ class Reconciler:
             patch.setdefault("annotations", {})[READY_ANNOTATION] = transition
         self.kube.patch_pod_metadata(meta["namespace"], meta["name"], patch)
         return True
+
+
+def _api_reason(e: ApiException) -> str:
+    try:
+        return str(json.loads(e.body or "{}").get("message") or e.reason)
+    except ValueError:
+        return str(e.reason)
 
 
 def ready_transition(pod: Mapping[str, Any]) -> str | None:
