@@ -1,0 +1,269 @@
+// intel-gaudi-defaults: Intel Gaudi (Habana) defaults for ModelServing Pods.
+//
+// Gives the chosen containers `gaudiCount` Gaudi cards (limits = requests), a
+// memory-backed /dev/shm, a toleration, and optionally a runtime class, a node
+// selector on Gaudi feature discovery's device-type label and the env vLLM
+// needs on Gaudi. HABANA_VISIBLE_DEVICES and the /dev/accel nodes come from the
+// Habana device plugin's allocation, so the plugin never sets them.
+// Values the Pod already sets are kept unless `overwrite` is true.
+// README.md has the config table and the sources behind each default.
+
+import { Config, Container, HookRequest, Mutations, Value, onPodCreate, validateConfig } from "@podplug/sdk";
+export { podplug_abi_version, podplug_alloc } from "@podplug/sdk";
+
+export function podplug_on_pod_create(ptr: i32, len: i32): i64 {
+  return onPodCreate(ptr, len, create);
+}
+
+export function podplug_validate_config(ptr: i32, len: i32): i64 {
+  return validateConfig(ptr, len, (config: Config): void => { settings(config); });
+}
+
+const SHM_PATH = "/dev/shm";
+const SHM_VOLUME = "dshm";
+// Published by Gaudi feature discovery (HabanaAI/gaudi-feature-discovery).
+const DEVICE_TYPE_LABEL = "habana.ai/device.type";
+// Set per allocation by the Habana device plugin (habanalabs-k8s-device-plugin
+// Allocate); a Pod value would override it and expose other cards.
+const DEVICE_PLUGIN_ENV = ["HABANA_VISIBLE_DEVICES", "HABANA_VISIBLE_MODULES", "HL_VISIBLE_DEVICES", "HL_VISIBLE_DEVICES_UUID"];
+
+class Settings {
+  gaudiResourceName: string = "habana.ai/gaudi";
+  gaudiCount: i64 = 1;
+  containers: string[] = [];
+  runtimeClassName: string = "";
+  shmSize: string = "16Gi";
+  tolerateGaudiTaint: bool = true;
+  tolerations: Value[] = [];
+  deviceType: string = "";
+  vllmEnv: bool = true;
+  env: string[] = []; // name, value, name, value... in config order
+  overwrite: bool = false;
+}
+
+const FIELDS = [
+  "gaudiResourceName", "gaudiCount", "containers", "runtimeClassName", "shmSize", "tolerateGaudiTaint",
+  "tolerations", "deviceType", "vllmEnv", "env", "overwrite",
+];
+
+/** Reads and checks the config; the first problem is recorded on `config`
+ * and becomes the hook's error (or validate_config's message). */
+function settings(config: Config): Settings {
+  const s = new Settings();
+  config.allowOnly(FIELDS);
+  s.gaudiResourceName = config.getString("gaudiResourceName", s.gaudiResourceName);
+  if (s.gaudiResourceName.indexOf("/") <= 0) {
+    config.fail("gaudiResourceName", "expected an extended resource name like habana.ai/gaudi");
+  }
+  s.gaudiCount = config.getInt("gaudiCount", s.gaudiCount);
+  if (s.gaudiCount < 1) config.fail("gaudiCount", "must be at least 1");
+  s.containers = config.getStringArray("containers");
+  s.runtimeClassName = config.getString("runtimeClassName");
+  s.shmSize = config.getQuantity("shmSize", s.shmSize);
+  if (s.shmSize.length && !isQuantity(s.shmSize)) config.fail("shmSize", "expected a quantity like 16Gi");
+  s.tolerateGaudiTaint = config.getBool("tolerateGaudiTaint", s.tolerateGaudiTaint);
+  s.tolerations = tolerations(config);
+  s.deviceType = config.getString("deviceType");
+  s.vllmEnv = config.getBool("vllmEnv", s.vllmEnv);
+  s.env = envMap(config, DEVICE_PLUGIN_ENV);
+  s.overwrite = config.getBool("overwrite");
+  return s;
+}
+
+function create(req: HookRequest): Mutations {
+  const s = settings(req.config);
+  if (!req.config.ok) return new Mutations(); // the SDK answers with the config error
+  const targets = selectContainers(req, s.containers);
+  if (targets.error.length) return Mutations.error(targets.error);
+
+  const m = new Mutations();
+  if (s.runtimeClassName.length && (s.overwrite || !req.pod.runtimeClassName.length)) {
+    m.setRuntimeClassName(s.runtimeClassName);
+  }
+  const count = s.gaudiCount.toString();
+  let needShm = false;
+  for (let i = 0; i < targets.list.length; i++) {
+    const c = targets.list[i];
+    // An explicit limit or request is the user's choice (an extended
+    // resource's request defaults to its limit, so one of them is enough).
+    if (s.overwrite || (c.limit(s.gaudiResourceName) === null && c.request(s.gaudiResourceName) === null)) {
+      m.setResourceIn(c.name, "limits", s.gaudiResourceName, count);
+      m.setResourceIn(c.name, "requests", s.gaudiResourceName, count);
+    }
+    if (s.shmSize.length && (s.overwrite || !mountsAt(c, SHM_PATH))) needShm = true;
+  }
+  if (needShm) {
+    // Reuse a `dshm` volume the template already declares; never replace it.
+    if (!req.pod.hasVolume(SHM_VOLUME)) m.addMemoryEmptyDir(SHM_VOLUME, s.shmSize);
+    for (let i = 0; i < targets.list.length; i++) {
+      const c = targets.list[i];
+      if (s.overwrite || !mountsAt(c, SHM_PATH)) m.mountVolumeIn(c.name, SHM_VOLUME, SHM_PATH);
+    }
+  }
+
+  for (let i = 0; i < targets.list.length; i++) {
+    const c = targets.list[i];
+    const env = s.env.slice(0);
+    // vLLM on Gaudi: collectives with HPU graphs in lazy mode need lazy
+    // collectives, i.e. tensor parallelism over several cards or, with
+    // workers (GROUP_SIZE > 1), across Pods. `env` wins over it.
+    if (s.vllmEnv && (s.gaudiCount > 1 || parseCount(c.envValue("GROUP_SIZE")) > 1)) {
+      addDefault(env, "PT_HPU_ENABLE_LAZY_COLLECTIVES", "true");
+    }
+    for (let j = 0; j < env.length; j += 2) {
+      if (s.overwrite || !c.hasEnv(env[j])) m.setEnvIn(c.name, env[j], env[j + 1]);
+    }
+  }
+
+  if (s.tolerateGaudiTaint) {
+    // What Kubernetes' ExtendedResourceToleration admission plugin adds for a
+    // node tainted with the resource's name; a no-op where no such taint exists.
+    m.addToleration(Value.map().setString("key", s.gaudiResourceName)
+      .setString("operator", "Exists").setString("effect", "NoSchedule"));
+  }
+  for (let i = 0; i < s.tolerations.length; i++) m.addToleration(s.tolerations[i]);
+  if (s.deviceType.length && (s.overwrite || !req.pod.nodeSelector.has(DEVICE_TYPE_LABEL))) {
+    m.setNodeSelector(DEVICE_TYPE_LABEL, s.deviceType);
+  }
+  return m;
+}
+
+/** A decimal count (GROUP_SIZE), or 0 when absent or not a number. */
+function parseCount(text: string | null): i64 {
+  if (text === null || !text.length) return 0;
+  let n: i64 = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57 || n > 1000000) return 0;
+    n = n * 10 + (c - 48);
+  }
+  return n;
+}
+
+// -- helpers (the same in amd-rocm-defaults)
+
+class Targets {
+  list: Container[] = [];
+  error: string = "";
+}
+
+/** The containers to change: the named ones, or the first container (by
+ * Kthena's convention the serving container) when `names` is empty. */
+function selectContainers(req: HookRequest, names: string[]): Targets {
+  const t = new Targets();
+  if (!names.length) {
+    const main = req.pod.mainContainer();
+    if (main === null) t.error = "the Pod has no container";
+    else t.list.push(main);
+    return t;
+  }
+  for (let i = 0; i < names.length; i++) {
+    const c = req.pod.container(names[i]);
+    if (c === null) {
+      t.error = "no container named \"" + names[i] + "\" in the Pod (config field containers)";
+      return t;
+    }
+    t.list.push(c);
+  }
+  return t;
+}
+
+function mountsAt(c: Container, path: string): bool {
+  const mounts = c.volumeMounts();
+  for (let i = 0; i < mounts.length; i++) if (mounts[i].getString("mountPath") == path) return true;
+  return false;
+}
+
+/** Appends `name=value` to a flattened env list unless `name` is in it. */
+function addDefault(env: string[], name: string, value: string): void {
+  for (let i = 0; i < env.length; i += 2) if (env[i] == name) return;
+  env.push(name);
+  env.push(value);
+}
+
+// Set by the ModelServing controller; the host denies plugins writing them.
+const RESERVED_ENV = ["ENTRY_ADDRESS", "WORKER_INDEX", "GROUP_SIZE"];
+
+/** `env`: a map of env var names to string values, flattened to
+ * [name, value, ...] in config order. */
+function envMap(config: Config, reserved: string[]): string[] {
+  const out = stringMap(config, "env");
+  for (let i = 0; i < out.length; i += 2) {
+    if (RESERVED_ENV.includes(out[i])) config.fail("env." + out[i], "is set by the ModelServing controller");
+    else if (reserved.includes(out[i])) config.fail("env." + out[i], "is set by the device plugin");
+  }
+  return out;
+}
+
+/** A map of strings under `key`, flattened to [name, value, ...] in config order. */
+function stringMap(config: Config, key: string): string[] {
+  const out = new Array<string>();
+  if (!config.has(key)) return out;
+  const m = config.getMap(key);
+  const keys = m.value.keys();
+  for (let i = 0; i < keys.length; i++) {
+    out.push(keys[i]);
+    out.push(m.getString(keys[i]));
+  }
+  return out;
+}
+
+const TOLERATION_FIELDS = ["key", "operator", "value", "effect", "tolerationSeconds"];
+const EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"];
+
+/** `tolerations`: Kubernetes Tolerations, checked and passed through in the
+ * order their fields are listed in TOLERATION_FIELDS. */
+function tolerations(config: Config): Value[] {
+  const out = new Array<Value>();
+  const items = config.getArray("tolerations");
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i];
+    item.allowOnly(TOLERATION_FIELDS);
+    const t = Value.map();
+    const key = item.getString("key");
+    const operator = item.getString("operator", "Equal");
+    const value = item.getString("value");
+    const effect = item.getString("effect");
+    if (operator != "Equal" && operator != "Exists") item.fail("operator", "expected Equal or Exists");
+    if (operator == "Exists" && value.length) item.fail("value", "must be empty when operator is Exists");
+    if (!key.length && operator != "Exists") item.fail("key", "an empty key needs operator Exists");
+    if (effect.length && !EFFECTS.includes(effect)) {
+      item.fail("effect", "expected NoSchedule, PreferNoSchedule or NoExecute");
+    }
+    if (item.has("key")) t.setString("key", key);
+    if (item.has("operator")) t.setString("operator", operator);
+    if (item.has("value")) t.setString("value", value);
+    if (item.has("effect")) t.setString("effect", effect);
+    if (item.has("tolerationSeconds")) t.setInt("tolerationSeconds", item.getInt("tolerationSeconds"));
+    out.push(t);
+  }
+  return out;
+}
+
+/** A Kubernetes quantity: a decimal number with an optional binary (Ki..Ei),
+ * decimal (m, k, M..E) or exponent (e3) suffix. */
+function isQuantity(q: string): bool {
+  let i = 0;
+  const n = q.length;
+  if (i < n && (q.charCodeAt(i) == 43 || q.charCodeAt(i) == 45)) i++; // + -
+  const digitsStart = i;
+  while (i < n && isDigit(q.charCodeAt(i))) i++;
+  let digits = i - digitsStart;
+  if (i < n && q.charCodeAt(i) == 46) { // .
+    i++;
+    const fracStart = i;
+    while (i < n && isDigit(q.charCodeAt(i))) i++;
+    digits += i - fracStart;
+  }
+  if (!digits) return false;
+  const suffix = q.substring(i);
+  if (["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E"].includes(suffix)) return true;
+  if (suffix.length < 2 || (suffix.charCodeAt(0) != 101 && suffix.charCodeAt(0) != 69)) return false; // e E
+  let j = 1;
+  if (suffix.charCodeAt(j) == 43 || suffix.charCodeAt(j) == 45) j++;
+  if (j >= suffix.length) return false;
+  for (; j < suffix.length; j++) if (!isDigit(suffix.charCodeAt(j))) return false;
+  return true;
+}
+
+function isDigit(c: i32): bool { return c >= 48 && c <= 57; }
