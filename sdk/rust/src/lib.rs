@@ -43,6 +43,8 @@
 //! the crate's README for Debian's offline toolchain and for testing natively
 //! with [`testing`].
 
+#[cfg(target_arch = "wasm32")]
+pub mod alloc;
 mod de;
 mod error;
 pub mod log;
@@ -72,6 +74,10 @@ pub use value::{Map, Value};
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+#[cfg(all(target_arch = "wasm32", feature = "bump-alloc"))]
+#[global_allocator]
+static ALLOCATOR: alloc::BumpAlloc = alloc::BumpAlloc::new();
 
 /// The ABI version this SDK speaks (`podplug_abi_version`).
 pub const ABI_VERSION: i32 = 1;
