@@ -30,9 +30,12 @@ controlplane: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# Every test: lint, runtime and hostile modules, SDK builds and conformance, the
+# shipped plugins (rebuilt and compared with the committed bytes), and the
+# operator against a real kube-apiserver. A skipped test fails the run here.
 test: deps venv controlplane
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	PODPLUG_STRICT=1 $(PY) -m pytest
 
 demo: deps venv controlplane
 	@hack/demo.sh
