@@ -38,7 +38,7 @@ test: deps venv controlplane
 	PODPLUG_STRICT=1 $(PY) -m pytest
 
 demo: deps venv controlplane
-	@hack/demo.sh
+	$(PY) hack/demo.py
 
 bench: venv
 	$(PY) bench/run.py
