@@ -12,18 +12,23 @@
 #   plugins-wasm/build-rust.sh NAME...   only these plugins
 #
 # Reproducible: the same sources give the same bytes wherever the repository is
-# cloned. Sources are mirrored into build/plugins-rust/src/ (so no Cargo.lock or
-# target/ lands in the repo, and Debian's cargo never meets a rustup lock file)
-# and every path under that mirror is remapped to /podplug in the binary. The
-# toolchain (Debian's rustc, serde from /usr/share/cargo/registry) and binaryen's
-# wasm-opt must be the same versions as where the committed modules were built:
-# the versions are printed below.
+# cloned. Sources are mirrored into a fixed directory, /tmp/podplug-plugins-rust/src
+# (so no Cargo.lock or target/ lands in the repo, and Debian's cargo never meets a
+# rustup lock file), and remapped to /podplug in the binary. The mirror's path
+# must not depend on the clone's: it reaches the module through panic locations,
+# and cargo 1.65 hashes RUSTFLAGS (and so any path in a --remap-path-prefix) into
+# every crate's -C metadata, which reorders the code LTO emits. A lock keeps two
+# checkouts from sharing the mirror at once; the cargo target dir stays under
+# build/plugins-rust/. The toolchain (Debian's rustc, serde from
+# /usr/share/cargo/registry) and binaryen's wasm-opt must be the versions the
+# committed modules were built with: they are printed below.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PLUGINS_DIR=$ROOT/plugins-wasm
 WORK=$ROOT/build/plugins-rust
-STAGE=$WORK/src
+STAGE_ROOT=/tmp/podplug-plugins-rust
+STAGE=$STAGE_ROOT/src
 # The Rust plugins of this folder; the others (AssemblyScript) have their own build.
 ALL=(lws-standard-labels nvidia-gpu-defaults huawei-ascend-defaults)
 
@@ -60,6 +65,10 @@ export RUSTFLAGS="--remap-path-prefix=$STAGE=/podplug"
 
 step() { printf '==> %s\n' "$*"; }
 
+mkdir -p "$STAGE_ROOT"
+exec 9>"$STAGE_ROOT/lock"
+flock 9
+
 if command -v wasm-opt >/dev/null; then
     WASM_OPT="wasm-opt $(wasm-opt --version | awk '{print $3}')"
 else
@@ -70,7 +79,7 @@ step "toolchain: rustc $($RUSTC --version | cut -d' ' -f2), wasm-opt: $WASM_OPT"
 # The SDK and the plugins, at the same relative places as in the repo so the
 # plugins' `path = "../../sdk/rust"` resolves. tar keeps mtimes: unchanged
 # files do not make cargo rebuild.
-step "mirroring sdk/rust and the plugins into ${STAGE#"$ROOT"/}"
+step "mirroring sdk/rust and the plugins into $STAGE"
 mkdir -p "$STAGE/sdk/rust" "$STAGE/plugins-wasm"
 # A source file deleted in the repo must not linger in the mirror.
 rm -rf "$STAGE/sdk/rust/src"
