@@ -65,12 +65,14 @@ function create(req: HookRequest): Mutations {
     if (main === null) return Mutations.error("the Pod has no container");
     targets.push(main);
   } else {
+    // Names not in this Pod are skipped, so one list can name the entry
+    // template's container and the worker template's.
     for (let i = 0; i < s.containers.length; i++) {
       const c = req.pod.container(s.containers[i]);
-      if (c === null) {
-        return Mutations.error("no container named \"" + s.containers[i] + "\" in the Pod (config field containers)");
-      }
-      targets.push(c);
+      if (c !== null) targets.push(c);
+    }
+    if (!targets.length) {
+      return Mutations.error("none of the containers [" + s.containers.join(", ") + "] is in the Pod (config field containers)");
     }
   }
   const address = entryAddress(targets, req.pod.containers());

@@ -32,7 +32,8 @@ class Settings {
   gaudiCount: i64 = 1;
   containers: string[] = [];
   runtimeClassName: string = "";
-  shmSize: string = "16Gi";
+  shm: bool = true;
+  shmSize: string = "";
   tolerateGaudiTaint: bool = true;
   tolerations: Value[] = [];
   deviceType: string = "";
@@ -42,7 +43,7 @@ class Settings {
 }
 
 const FIELDS = [
-  "gaudiResourceName", "gaudiCount", "containers", "runtimeClassName", "shmSize", "tolerateGaudiTaint",
+  "gaudiResourceName", "gaudiCount", "containers", "runtimeClassName", "shm", "shmSize", "tolerateGaudiTaint",
   "tolerations", "deviceType", "vllmEnv", "env", "overwrite",
 ];
 
@@ -59,7 +60,8 @@ function settings(config: Config): Settings {
   if (s.gaudiCount < 1) config.fail("gaudiCount", "must be at least 1");
   s.containers = config.getStringArray("containers");
   s.runtimeClassName = config.getString("runtimeClassName");
-  s.shmSize = config.getQuantity("shmSize", s.shmSize);
+  s.shm = config.getBool("shm", s.shm);
+  s.shmSize = config.getQuantity("shmSize");
   if (s.shmSize.length && !isQuantity(s.shmSize)) config.fail("shmSize", "expected a quantity like 16Gi");
   s.tolerateGaudiTaint = config.getBool("tolerateGaudiTaint", s.tolerateGaudiTaint);
   s.tolerations = tolerations(config);
@@ -84,13 +86,8 @@ function create(req: HookRequest): Mutations {
   let needShm = false;
   for (let i = 0; i < targets.list.length; i++) {
     const c = targets.list[i];
-    // An explicit limit or request is the user's choice (an extended
-    // resource's request defaults to its limit, so one of them is enough).
-    if (s.overwrite || (c.limit(s.gaudiResourceName) === null && c.request(s.gaudiResourceName) === null)) {
-      m.setResourceIn(c.name, "limits", s.gaudiResourceName, count);
-      m.setResourceIn(c.name, "requests", s.gaudiResourceName, count);
-    }
-    if (s.shmSize.length && (s.overwrite || !mountsAt(c, SHM_PATH))) needShm = true;
+    setCount(m, c, s.gaudiResourceName, count, s.overwrite);
+    if (s.shm && (s.overwrite || !mountsAt(c, SHM_PATH))) needShm = true;
   }
   if (needShm) {
     // Reuse a `dshm` volume the template already declares; never replace it.
@@ -115,7 +112,7 @@ function create(req: HookRequest): Mutations {
     }
   }
 
-  if (s.tolerateGaudiTaint) {
+  if (s.tolerateGaudiTaint && !toleratesTaint(req.pod.tolerations(), s.gaudiResourceName)) {
     // What Kubernetes' ExtendedResourceToleration admission plugin adds for a
     // node tainted with the resource's name; a no-op where no such taint exists.
     m.addToleration(Value.map().setString("key", s.gaudiResourceName)
@@ -147,8 +144,10 @@ class Targets {
   error: string = "";
 }
 
-/** The containers to change: the named ones, or the first container (by
- * Kthena's convention the serving container) when `names` is empty. */
+/** The containers to change: the first container (by Kthena's convention the
+ * serving container) when `names` is empty, else the named ones that are in
+ * this Pod, so one list can name the entry template's container and the
+ * worker template's; none of them in the Pod is an error. */
 function selectContainers(req: HookRequest, names: string[]): Targets {
   const t = new Targets();
   if (!names.length) {
@@ -159,13 +158,41 @@ function selectContainers(req: HookRequest, names: string[]): Targets {
   }
   for (let i = 0; i < names.length; i++) {
     const c = req.pod.container(names[i]);
-    if (c === null) {
-      t.error = "no container named \"" + names[i] + "\" in the Pod (config field containers)";
-      return t;
-    }
-    t.list.push(c);
+    if (c !== null) t.list.push(c);
+  }
+  if (!t.list.length) {
+    t.error = "none of the containers [" + names.join(", ") + "] is in the Pod (config field containers)";
   }
   return t;
+}
+
+/** limits = requests = `count` of `resource`, unless the container already
+ * has a limit (Kubernetes then defaults the request to it). A request without
+ * a limit is invalid for an extended resource: it gets the equal limit. */
+function setCount(m: Mutations, c: Container, resource: string, count: string, overwrite: bool): void {
+  const limit = c.limit(resource);
+  const request = c.request(resource);
+  if (overwrite || (limit === null && request === null)) {
+    m.setResourceIn(c.name, "limits", resource, count);
+    m.setResourceIn(c.name, "requests", resource, count);
+  } else if (limit === null && request !== null) {
+    m.setResourceIn(c.name, "limits", resource, request);
+  }
+}
+
+/** Whether a toleration already covers a `key:NoSchedule` taint of any value:
+ * Exists on the key (or on every key), or Equal with no value. */
+function toleratesTaint(tolerations: Value[], key: string): bool {
+  for (let i = 0; i < tolerations.length; i++) {
+    const t = tolerations[i];
+    const k = t.getString("key");
+    const operator = t.getString("operator");
+    const effect = t.getString("effect");
+    if (k != key && !(k == "" && operator == "Exists")) continue;
+    if (effect != "" && effect != "NoSchedule") continue;
+    if (operator == "Exists" || (operator == "" && t.getString("value") == "")) return true;
+  }
+  return false;
 }
 
 function mountsAt(c: Container, path: string): bool {
