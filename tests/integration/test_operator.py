@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import os
 import signal
@@ -427,13 +428,22 @@ def test_the_examples_apply_and_reconcile(
     from podplug.operator.spec import ModelServing
 
     docs = [d for d in yaml.safe_load_all(example.read_text()) if d]
+    stand_in = wasm.mutations()
     for d in docs:
         if d.get("kind") == "ModelServing":
             for p in d["spec"].get("plugins") or []:
-                name = (p.get("module") or {}).get("plugin") or p["name"]
+                module = p.get("module") or {}
+                if "configMapRef" in module:  # a namespace module: upload a stand-in, pin it
+                    ref = module["configMapRef"]
+                    core.create_namespaced_config_map(namespace, {
+                        "metadata": {"name": ref["name"]},
+                        "binaryData": {ref["key"]: base64.b64encode(stand_in).decode()}})
+                    module["sha256"] = hashlib.sha256(stand_in).hexdigest()
+                    continue
+                name = module.get("plugin") or p["name"]
                 if not (plugins / f"{name}.wasm").exists():  # stand-ins for shipped plugins
-                    (plugins / f"{name}.wasm").write_bytes(wasm.mutations())
-    start_operator()
+                    (plugins / f"{name}.wasm").write_bytes(stand_in)
+    start_operator(policy={"namespacePlugins": {"allowed": True}})
     for d in docs:
         d.setdefault("metadata", {})["namespace"] = namespace
         if d.get("kind") == "ModelServing":

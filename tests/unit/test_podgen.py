@@ -291,6 +291,7 @@ EXPECTED = {
     "vllm-multinode.yaml": (3, 1),
     "single-node.yaml": (2, 0),
     "prefill-decode.yaml": (6, 3),
+    "demo.yaml": (4, 2),
 }
 
 
