@@ -88,7 +88,9 @@ if [[ $SDK_HEAD == 1 ]]; then
 else
     tar -C "$ROOT/sdk/rust" --exclude=./target --exclude=./Cargo.lock --exclude=./template -cf - . | tar -C "$STAGE/sdk/rust" -xf -
 fi
-for name in "${SELECTED[@]}"; do
+# Every plugin, not only the selected ones: huawei-ascend-defaults compiles
+# nvidia-gpu-defaults/src/common.rs.
+for name in "${ALL[@]}"; do
     mkdir -p "$STAGE/plugins-wasm/$name"
     rm -rf "$STAGE/plugins-wasm/$name/src"
     tar -C "$PLUGINS_DIR/$name" --exclude=./target --exclude=./Cargo.lock --exclude=./cases \

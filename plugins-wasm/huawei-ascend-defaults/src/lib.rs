@@ -9,6 +9,9 @@
 use podplug_sdk::{Container, EnvSource, Error, HookRequest, Mutations, StringMap, Toleration, Value};
 use serde::Deserialize;
 
+// One copy of the helpers both accelerator plugins use (build-rust.sh mirrors
+// every Rust plugin, so the relative path holds in its mirror too).
+#[path = "../../nvidia-gpu-defaults/src/common.rs"]
 mod common;
 
 /// Node label the ascend-device-plugin sets to the chip name (`910B3`, `Ascend910`...).

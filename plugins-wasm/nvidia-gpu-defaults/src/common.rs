@@ -1,6 +1,7 @@
-//! Helpers shared in spirit with huawei-ascend-defaults (each plugin is its own
-//! crate and module, so each carries its copy): container selection, the
-//! /dev/shm volume, env and resource defaults that never override the user.
+//! Helpers of the accelerator plugins, compiled into nvidia-gpu-defaults and,
+//! through `#[path]`, into huawei-ascend-defaults: container selection, the
+//! /dev/shm volume, env and resource defaults that never override the user,
+//! and the syntax checks their config validation shares.
 
 use podplug_sdk::{Container, Error, Mutations, Pod, ResourceKind, Value};
 
