@@ -133,19 +133,16 @@ fn create(req: &HookRequest) -> Result<Mutations, Error> {
     Ok(m)
 }
 
-/// Whether some toleration already covers `nvidia.com/gpu:NoSchedule`: the
-/// key (or an empty key with Exists, which tolerates every taint) with the
-/// NoSchedule effect or none (any effect).
+/// Whether some toleration already covers `nvidia.com/gpu:NoSchedule` whatever
+/// the taint's value (`present` on GKE, empty elsewhere): Exists on the key,
+/// or Exists with no key (tolerates every taint), with the NoSchedule effect
+/// or none (any effect). An Equal toleration matches one value only, so ours
+/// is still added next to it.
 fn tolerates_gpu_taint(tolerations: &[Toleration]) -> bool {
     tolerations.iter().any(|t| {
-        let key_ok = match t.key.as_deref() {
-            Some(GPU_TAINT) => true,
-            None | Some("") => t.operator.as_deref() == Some("Exists"),
-            _ => false,
-        };
-        let op_ok = t.operator.as_deref() == Some("Exists") || t.operator.is_none() && t.value.is_none();
+        let key_ok = matches!(t.key.as_deref(), Some(GPU_TAINT) | None | Some(""));
         let effect_ok = matches!(t.effect.as_deref(), None | Some("") | Some("NoSchedule"));
-        key_ok && op_ok && effect_ok
+        t.operator.as_deref() == Some("Exists") && key_ok && effect_ok
     })
 }
 
@@ -201,6 +198,8 @@ mod tests {
         assert!(tolerates_gpu_taint(&t(r#"[{"operator": "Exists"}]"#)));
         assert!(!tolerates_gpu_taint(&t(r#"[{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}]"#)));
         assert!(!tolerates_gpu_taint(&t(r#"[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute"}]"#)));
+        assert!(!tolerates_gpu_taint(&t(r#"[{"key": "nvidia.com/gpu"}]"#)));
+        assert!(!tolerates_gpu_taint(&t(r#"[{"key": "other", "operator": "Exists"}]"#)));
     }
 
     #[test]
