@@ -26,11 +26,12 @@ def test_committed_modules_are_what_the_sources_build() -> None:
     if not Path("/usr/bin/cargo").exists():
         pytest.skip("Debian's cargo is not installed (make deps)")
     if shutil.which("wasm-opt") is None:
-        pytest.skip("binaryen's wasm-opt is not installed: the build would not match the committed bytes")
+        pytest.skip("binaryen's wasm-opt is missing: no build can match the committed bytes")
     run = subprocess.run([str(PLUGINS / "build-rust.sh"), "--check"],
                          capture_output=True, text=True, timeout=1800)
     if run.returncode != 0:
-        pytest.fail(f"plugins-wasm/build-rust.sh --check failed:\n{run.stdout[-6000:]}\n{run.stderr[-6000:]}")
+        pytest.fail("plugins-wasm/build-rust.sh --check failed:\n"
+                    f"{run.stdout[-6000:]}\n{run.stderr[-6000:]}")
     for name in RUST_PLUGINS:
         assert f"up to date: plugins-wasm/{name}/{name}.wasm" in run.stdout
 
@@ -44,7 +45,8 @@ def test_fixtures_pass(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert " 0 failed" in out and "FAIL" not in out
 
 
-def test_ascend_driver_mounts_pass_with_the_hostpath_grant(capsys: pytest.CaptureFixture[str]) -> None:
+def test_ascend_driver_mounts_pass_with_the_hostpath_grant(
+        capsys: pytest.CaptureFixture[str]) -> None:
     name = "huawei-ascend-defaults"
     code = main(["test", str(PLUGINS / name / f"{name}.wasm"), "--grant", "hostPath",
                  "--cases", str(PLUGINS / name / "cases" / "granted")])
@@ -89,7 +91,8 @@ spec:
 """
 
 
-def _render(tmp_path: Path, capsys: pytest.CaptureFixture[str], policy: str) -> tuple[int, dict[str, Any]]:
+def _render(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+            policy: str) -> tuple[int, dict[str, Any]]:
     (tmp_path / "ms.yaml").write_text(MODEL_SERVING)
     (tmp_path / "policy.yaml").write_text(policy)
     code = main(["render", str(tmp_path / "ms.yaml"), "--policy", str(tmp_path / "policy.yaml")])
@@ -100,8 +103,10 @@ def _render(tmp_path: Path, capsys: pytest.CaptureFixture[str], policy: str) -> 
     return code, {d["metadata"]["name"]: d for d in docs}
 
 
-def test_render_applies_the_three_plugins_by_scope(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, pods = _render(tmp_path, capsys, "grants:\n  plugins:\n    huawei-ascend-defaults: [hostPath]\n")
+def test_render_applies_the_three_plugins_by_scope(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grant = "grants:\n  plugins:\n    huawei-ascend-defaults: [hostPath]\n"
+    code, pods = _render(tmp_path, capsys, grant)
     assert code == 0, pods
     assert len(pods) == 2 * (2 + 3)
 
@@ -132,8 +137,8 @@ def test_render_applies_the_three_plugins_by_scope(tmp_path: Path, capsys: pytes
     assert env["HCCL_IF_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
 
 
-def test_render_without_the_grant_names_the_denied_hostpath(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_render_without_the_grant_names_the_denied_hostpath(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, result = _render(tmp_path, capsys, "grants: {}\n")
     assert code != 0
     assert "hostPath" in result["stderr"] and "npus" in result["stderr"]
