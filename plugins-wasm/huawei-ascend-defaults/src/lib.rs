@@ -148,25 +148,14 @@ fn check_env_name(field: &str, name: &str) -> Result<(), Error> {
 
 fn validate(req: &HookRequest) -> Result<(), Error> {
     let cfg: Config = req.config()?;
-    if cfg.npu_count == 0 {
-        return Err("field npuCount: must be at least 1 (scope the plugin to the roles that need NPUs instead)".into());
-    }
-    if !common::is_qualified_name(&cfg.npu_resource_name) || !cfg.npu_resource_name.contains('/') {
-        return Err(Error::new(format!(
-            "field npuResourceName: {:?} is not an extended resource name like huawei.com/Ascend910",
-            cfg.npu_resource_name
-        )));
-    }
-    if let Some(names) = &cfg.containers {
-        if names.is_empty() || names.iter().any(String::is_empty) {
-            return Err("field containers: expected a non-empty list of container names".into());
-        }
-    }
-    if let Some(size) = &cfg.shm_size {
-        if !common::is_quantity(size) {
-            return Err(Error::new(format!("field shmSize: {:?} is not a Kubernetes quantity like 16Gi", size)));
-        }
-    }
+    common::check_device_config(
+        "npu",
+        cfg.npu_count,
+        &cfg.npu_resource_name,
+        "huawei.com/Ascend910",
+        cfg.containers.as_deref(),
+        cfg.shm_size.as_deref(),
+    )?;
     for name in &cfg.pod_ip_env {
         check_env_name("podIpEnv", name)?;
     }

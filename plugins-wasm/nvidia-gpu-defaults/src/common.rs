@@ -79,6 +79,42 @@ pub fn default_env(m: &mut Mutations, c: &Container, name: &str, value: &str, ov
     }
 }
 
+/// The config checks both accelerator plugins make: `kind` is `gpu` or `npu`
+/// (fields `gpuCount`, `gpuResourceName`...), `example` a resource name.
+pub fn check_device_config(
+    kind: &str,
+    count: u32,
+    resource: &str,
+    example: &str,
+    containers: Option<&[String]>,
+    shm_size: Option<&str>,
+) -> Result<(), Error> {
+    if count == 0 {
+        return Err(Error::new(format!(
+            "field {}Count: must be at least 1 (scope the plugin to the roles that need {}s instead)",
+            kind,
+            kind.to_ascii_uppercase()
+        )));
+    }
+    if !is_qualified_name(resource) || !resource.contains('/') {
+        return Err(Error::new(format!(
+            "field {}ResourceName: {:?} is not an extended resource name like {}",
+            kind, resource, example
+        )));
+    }
+    if let Some(names) = containers {
+        if names.is_empty() || names.iter().any(String::is_empty) {
+            return Err("field containers: expected a non-empty list of container names".into());
+        }
+    }
+    if let Some(size) = shm_size {
+        if !is_quantity(size) {
+            return Err(Error::new(format!("field shmSize: {:?} is not a Kubernetes quantity like 16Gi", size)));
+        }
+    }
+    Ok(())
+}
+
 /// An env value from config: a string, or an integer or boolean written
 /// without quotes in YAML (`NCCL_IB_DISABLE: 1`).
 pub fn env_text(field: &str, v: &Value) -> Result<String, Error> {

@@ -61,25 +61,14 @@ fn yes() -> bool {
 /// Semantic checks after the type check the SDK derives from `Config`.
 fn validate(req: &HookRequest) -> Result<(), Error> {
     let cfg: Config = req.config()?;
-    if cfg.gpu_count == 0 {
-        return Err("field gpuCount: must be at least 1 (scope the plugin to the roles that need GPUs instead)".into());
-    }
-    if !common::is_qualified_name(&cfg.gpu_resource_name) || !cfg.gpu_resource_name.contains('/') {
-        return Err(Error::new(format!(
-            "field gpuResourceName: {:?} is not an extended resource name like nvidia.com/gpu",
-            cfg.gpu_resource_name
-        )));
-    }
-    if let Some(size) = &cfg.shm_size {
-        if !common::is_quantity(size) {
-            return Err(Error::new(format!("field shmSize: {:?} is not a Kubernetes quantity like 16Gi", size)));
-        }
-    }
-    if let Some(names) = &cfg.containers {
-        if names.is_empty() || names.iter().any(String::is_empty) {
-            return Err("field containers: expected a non-empty list of container names".into());
-        }
-    }
+    common::check_device_config(
+        "gpu",
+        cfg.gpu_count,
+        &cfg.gpu_resource_name,
+        "nvidia.com/gpu",
+        cfg.containers.as_deref(),
+        cfg.shm_size.as_deref(),
+    )?;
     if cfg.gpu_product.as_deref() == Some("") {
         return Err("field gpuProduct: must not be empty".into());
     }
