@@ -11,6 +11,10 @@
 #                                        not the work tree: what CI's clone will build
 #   plugins-wasm/build-rust.sh NAME...   only these plugins
 #
+# The modules embed the SDK: a commit to sdk/rust changes their bytes, so rerun
+# this (with --sdk-head when the work tree has uncommitted SDK edits) and commit
+# the .wasm files, or tests/plugins/test_rust_plugins.py reports them stale.
+#
 # Reproducible: the same sources give the same bytes wherever the repository is
 # cloned. Sources are mirrored into a fixed directory, /tmp/podplug-plugins-rust/src
 # (so no Cargo.lock or target/ lands in the repo, and Debian's cargo never meets a
@@ -41,7 +45,7 @@ for arg in "$@"; do
         --check) CHECK=1 ;;
         --test) RUN_TESTS=1 ;;
         --sdk-head) SDK_HEAD=1 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         -*) echo "usage: $0 [--check] [--test] [--sdk-head] [NAME...]" >&2; exit 2 ;;
         *)
             [[ " ${ALL[*]} " == *" $arg "* ]] || { echo "build-rust.sh: unknown plugin $arg (have: ${ALL[*]})" >&2; exit 2; }
