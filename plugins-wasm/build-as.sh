@@ -31,7 +31,7 @@ SELECTED=()
 for arg in "$@"; do
     case $arg in
         --check) CHECK=1 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         -*) echo "usage: $0 [--check] [NAME...]" >&2; exit 2 ;;
         *)
             [[ " ${ALL[*]} " == *" $arg "* ]] || { echo "build-as.sh: unknown plugin $arg (have: ${ALL[*]})" >&2; exit 2; }
