@@ -45,7 +45,7 @@ for arg in "$@"; do
         --check) CHECK=1 ;;
         --test) RUN_TESTS=1 ;;
         --sdk-head) SDK_HEAD=1 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         -*) echo "usage: $0 [--check] [--test] [--sdk-head] [NAME...]" >&2; exit 2 ;;
         *)
             [[ " ${ALL[*]} " == *" $arg "* ]] || { echo "build-rust.sh: unknown plugin $arg (have: ${ALL[*]})" >&2; exit 2; }
