@@ -71,6 +71,15 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         controller = state.get("controller")
         if controller is None:
             return
+        if type == "DELETED":
+            try:
+                recreated = controller.reconciler.on_pod_deleted(plain(body))
+            except Exception:
+                log.exception("recovery for Pod %s/%s failed", namespace, body.meta.name)
+            else:
+                if recreated:
+                    log.info("Pod %s/%s vanished: recreating its %s", namespace,
+                             body.meta.name, recreated)
         controller.queue.add((namespace, labels[LABEL_NAME]))
         if type != "DELETED" and ready_transition(body) is not None:
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,13 @@ from podplug.operator.chains import Chains, ChainUnavailable, reason_of
 from podplug.operator.kube import Kube
 from podplug.operator.metrics import Metrics
 from podplug.operator.revision import model_serving_revision, role_template_hashes
-from podplug.operator.scaling import foreign_pods, plan_reconcile, rolling_update_deletions
+from podplug.operator.scaling import (
+    foreign_pods,
+    group_selector,
+    plan_reconcile,
+    recovery_on_pod_deleted,
+    rolling_update_deletions,
+)
 from podplug.operator.spec import LABEL_GROUP_NAME, LABEL_NAME, ModelServing
 from podplug.operator.status import PluginFailure, compute_status
 from podplug.runtime import ChainError, PodContext
@@ -65,6 +72,22 @@ class Reconciler:
         self.metrics = metrics
         self._last_warning: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
+        # Selectors of Pods this operator deleted lately, so their DELETED events
+        # are not mistaken for failures (Kthena keeps such expectations too).
+        self._deleting: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def _delete(self, namespace: str, labels: Mapping[str, str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._deleting = {k: t for k, t in self._deleting.items() if now - t < 120}
+            self._deleting[(namespace, tuple(sorted(labels.items())))] = now
+        self.kube.delete_pods(namespace, labels)
+        self.kube.delete_services(namespace, labels)
+
+    def _deleted_by_us(self, namespace: str, pod_labels: Mapping[str, str]) -> bool:
+        with self._lock:
+            return any(ns == namespace and all(pod_labels.get(k) == v for k, v in sel)
+                       for (ns, sel) in self._deleting)
 
     # -- ModelServing
 
@@ -103,11 +126,9 @@ class Reconciler:
         outdated = rolling_update_deletions(ms, pods, revision)
 
         for group in [*plan.delete_groups, *outdated]:
-            self.kube.delete_pods(namespace, {LABEL_GROUP_NAME: group})
-            self.kube.delete_services(namespace, {LABEL_GROUP_NAME: group})
+            self._delete(namespace, {LABEL_GROUP_NAME: group})
         for ref in plan.delete_roles:
-            self.kube.delete_pods(namespace, ref.selector())
-            self.kube.delete_services(namespace, ref.selector())
+            self._delete(namespace, ref.selector())
         for svc in plan.create_services:
             self.kube.create_service(namespace, svc)
 
@@ -197,10 +218,32 @@ class Reconciler:
     def delete_owned(self, namespace: str, name: str) -> None:
         """Delete a deleted ModelServing's Pods and Services now (the garbage
         collector would, later; a control plane without one never would)."""
-        self.kube.delete_pods(namespace, {LABEL_NAME: name})
-        self.kube.delete_services(namespace, {LABEL_NAME: name})
+        self._delete(namespace, {LABEL_NAME: name})
 
     # -- Pods
+
+    def on_pod_deleted(self, pod: Mapping[str, Any]) -> str | None:
+        """Apply the recovery policy to a Pod that vanished without us deleting
+        it: RoleRecreate (Kthena's default) recreates its role replica,
+        ServingGroupRecreate its serving group, None only the Pod itself.
+        Returns what was deleted, for the log."""
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        namespace = meta.get("namespace", "")
+        if self._deleted_by_us(namespace, labels):
+            return None
+        obj = self.kube.get_model_serving(namespace, labels.get(LABEL_NAME, ""))
+        if obj is None or not owned_by(pod, obj["metadata"]["uid"]) or (
+                obj["metadata"].get("deletionTimestamp")):
+            return None
+        recovery = recovery_on_pod_deleted(ModelServing.parse(obj), pod)
+        if recovery.delete_group is not None:
+            self._delete(namespace, group_selector(recovery.delete_group))
+            return f"serving group {recovery.delete_group}"
+        if recovery.delete_role is not None:
+            self._delete(namespace, recovery.delete_role.selector())
+            return f"role replica {recovery.delete_role.group}/{recovery.delete_role.role_id}"
+        return None
 
     def on_pod_ready(self, pod: Mapping[str, Any]) -> bool:
         """Run the ready hooks once per Ready transition of a Pod; True if they ran."""

@@ -297,17 +297,36 @@ class TestScaling:
         eventually(lambda: not [s for s in core.list_namespaced_service(namespace).items
                                 if s.metadata.name.startswith("llm-")], what="Services deleted")
 
-    def test_a_pod_deleted_behind_the_operators_back_is_recreated(
+    @pytest.mark.parametrize(("policy", "recreated"), [
+        (None, {"llm-0-decode-0-0", "llm-0-decode-0-1", "llm-0-decode-0-2"}),  # RoleRecreate
+        ("RoleRecreate", {"llm-0-decode-0-0", "llm-0-decode-0-1", "llm-0-decode-0-2"}),
+        ("ServingGroupRecreate", EXPECTED_PODS),
+        ("None", {"llm-0-decode-0-1"}),
+    ])
+    def test_a_pod_deleted_behind_the_operators_back_follows_the_recovery_policy(
         self, start_operator: Callable[..., Operator], core: client.CoreV1Api,
-        custom: client.CustomObjectsApi, namespace: str,
+        custom: client.CustomObjectsApi, namespace: str, policy: str | None,
+        recreated: set[str],
     ) -> None:
         start_operator()
-        create(custom, namespace, model_serving())
-        eventually(lambda: len(pods(core, namespace)) == 8, what="8 Pods")
-        before = pods(core, namespace)["llm-0-decode-0-1"]["metadata"]["uid"]
+        ms = model_serving()
+        if policy is not None:
+            ms["spec"]["recoveryPolicy"] = policy
+        create(custom, namespace, ms)
+        before = eventually(lambda: len(p := pods(core, namespace)) == 8 and {
+            n: x["metadata"]["uid"] for n, x in p.items()}, what="8 Pods")
+        time.sleep(1)  # let the creation settle: no deletion of ours is in flight
         core.delete_namespaced_pod("llm-0-decode-0-1", namespace)
-        eventually(lambda: (p := pods(core, namespace).get("llm-0-decode-0-1"))
-                   and p["metadata"]["uid"] != before, what="recreated Pod")
+
+        def replaced() -> set[str] | None:
+            now = pods(core, namespace)
+            if set(now) != EXPECTED_PODS:
+                return None
+            return {n for n, x in now.items() if x["metadata"]["uid"] != before[n]}
+
+        eventually(lambda: replaced() == recreated, what=f"{policy} recovery")
+        time.sleep(2)
+        assert replaced() == recreated
 
 
 class TestPluginFailures:
