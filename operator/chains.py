@@ -12,7 +12,6 @@ from typing import Any
 from podplug.operator.policy import Policy
 from podplug.operator.revision import PluginDigest
 from podplug.operator.sources import ConfigMapReader, PluginDirectory, SourceError, resolve
-from podplug.operator.spec import FailurePolicy as SpecFailurePolicy
 from podplug.operator.spec import ModelServing
 from podplug.operator.status import PluginFailure
 from podplug.runtime import (
@@ -20,7 +19,6 @@ from podplug.runtime import (
     ChainConfigError,
     ChainEntry,
     Engine,
-    FailurePolicy,
     PluginError,
     Scope,
 )
@@ -99,15 +97,14 @@ class Chains:
                     limits = limits.lowered(fuel=entry.limits.fuel,
                                             memory_bytes=entry.limits.memory_bytes,
                                             timeout_s=entry.limits.timeout_seconds)
-                scope = Scope.parse(entry.scope.model_dump(by_alias=True, mode="json")
-                                    if entry.scope else None)
+                scope = Scope(frozenset(entry.scope.roles), entry.scope.target) if (
+                    entry.scope) else Scope()
                 entries.append(ChainEntry(
                     name=entry.name,
                     module=module,
                     config=entry.config or {},
                     scope=scope,
-                    failure_policy=FailurePolicy.IGNORE
-                    if entry.failure_policy == SpecFailurePolicy.IGNORE else FailurePolicy.FAIL,
+                    failure_policy=entry.failure_policy,
                     limits=limits,
                     grants=self.policy.grants_for(directory_name=src.directory_name,
                                                   digest=src.digest),

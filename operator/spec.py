@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from podplug.runtime.chain import FailurePolicy, Target
 from podplug.runtime.limits import parse_duration, parse_size
 
 GROUP = "workload.serving.volcano.sh"
@@ -75,15 +76,8 @@ class PluginType(StrEnum):
     WASM = "Wasm"
 
 
-class PluginTarget(StrEnum):
-    ALL = "All"
-    ENTRY = "Entry"
-    WORKER = "Worker"
-
-
-class FailurePolicy(StrEnum):
-    FAIL = "Fail"
-    IGNORE = "Ignore"
+# The chain's own enums: one definition of their values for the API and the runtime.
+PluginTarget = Target
 
 
 IntOrString = int | str
