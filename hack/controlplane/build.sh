@@ -23,7 +23,10 @@ step() { printf 'controlplane: %s\n' "$*"; }
 command -v go >/dev/null || { echo "controlplane: Go is not installed (needed to build kube-apiserver and etcd)" >&2; exit 1; }
 
 have() {  # have <binary> <expected version substring>
-    [[ -x $CACHE/$1 ]] && "$CACHE/$1" --version 2>/dev/null | grep -q -- "$2"
+    # Capture first: `| grep -q` would close the pipe early and, with pipefail,
+    # fail on the binary's SIGPIPE.
+    local out
+    [[ -x $CACHE/$1 ]] && out=$("$CACHE/$1" --version 2>/dev/null) && [[ $out == *"$2"* ]]
 }
 
 if have kube-apiserver "$K8S_VERSION" && have etcd "${ETCD_VERSION#v}"; then
