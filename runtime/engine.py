@@ -217,12 +217,14 @@ class Engine:
         self.epoch_tick_s = epoch_tick_s
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
+        self._active = 0  # hook calls in flight
         self.stats = {"compiled": 0, "disk_hits": 0, "memory_hits": 0}
 
     # -- lifecycle
 
     def close(self) -> None:
-        """Stop the epoch ticker. Idempotent."""
+        """Refuse new calls, let the ones in flight finish (their deadlines still
+        tick), then stop the epoch ticker. Idempotent."""
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join()
@@ -234,16 +236,25 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _ensure_ticker(self) -> None:
-        if self._ticker is None:
-            with self._lock:
-                if self._ticker is None and not self._stop.is_set():
-                    t = threading.Thread(target=self._tick, name="podplug-epoch", daemon=True)
-                    t.start()
-                    self._ticker = t
+    def _enter_call(self) -> None:
+        """Count a call in; start the ticker with the first. A call on a closed
+        engine is refused: nothing would enforce its deadline."""
+        with self._lock:
+            if self._stop.is_set():
+                raise RuntimeError("the podplug Engine is closed")
+            self._active += 1
+            if self._ticker is None:
+                t = threading.Thread(target=self._tick, name="podplug-epoch", daemon=True)
+                t.start()
+                self._ticker = t
+
+    def _exit_call(self) -> None:
+        with self._lock:
+            self._active -= 1
 
     def _tick(self) -> None:
-        while not self._stop.wait(self.epoch_tick_s):
+        # Keep ticking after close() until the last call in flight has ended.
+        while not (self._stop.wait(self.epoch_tick_s) and self._active == 0):
             self._wasm.increment_epoch()
 
     # -- loading
@@ -496,7 +507,7 @@ class _Call:
 
     def __enter__(self) -> _Call:
         engine = self.mod.engine
-        engine._ensure_ticker()
+        engine._enter_call()
         self._store = C._wasmtime_store_new(
             engine._wasm.ptr(), ctypes.c_void_p(id(self.state)),
             _NO_FINALIZER,
@@ -519,11 +530,13 @@ class _Call:
             self._mem = ext.of.memory
         except BaseException:
             C._wasmtime_store_delete(self._store)
+            engine._exit_call()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         C._wasmtime_store_delete(self._store)
+        self.mod.engine._exit_call()
 
     def export_func(self, name: bytes | str) -> Any:
         raw = name.encode() if isinstance(name, str) else name

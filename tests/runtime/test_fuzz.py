@@ -1,0 +1,74 @@
+"""Whatever bytes a plugin returns, the host answers with a typed error or a
+validated merge: never another exception, never a touched input Pod.
+
+Seeded pseudo-random responses built from the op vocabulary, mutated at every
+level (wrong types, missing and extra keys, odd strings), then raw garbage.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+import msgpack
+
+from podplug.runtime import PluginError
+from podplug.runtime.codec import decode_mutations
+from podplug.runtime.merge import merge
+from podplug.runtime.mutations import GATES, OP_MODELS
+
+ATOMS: list[Any] = [None, True, 0, -1, 2**40, 1.5, "", "x", "vllm", "nvidia.com/gpu", "/dev/shm",
+                    "modelserving.volcano.sh/role", "ENTRY_ADDRESS", "Exists", "limits", "8",
+                    "emptyDir", "hostPath", "é/ü", "a" * 300, b"\xff", [], {}]
+FIELDS = ["op", "key", "value", "container", "name", "kind", "quantity", "volume", "mount",
+          "mountPath", "toleration", "expression", "preference", "weight", "args",
+          "capabilities", "valueFrom", "fieldRef", "fieldPath", "operator", "values",
+          "effect", "emptyDir", "medium", "image", "matchExpressions"]
+
+
+def value(rng: random.Random, depth: int = 0) -> Any:
+    roll = rng.random()
+    if depth > 3 or roll < 0.5:
+        return rng.choice(ATOMS)
+    if roll < 0.75:
+        return [value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {rng.choice(FIELDS): value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+def op(rng: random.Random) -> Any:
+    if rng.random() < 0.1:
+        return value(rng)
+    name = rng.choice([*OP_MODELS, "rm", ""])
+    fields = {"op": name}
+    model = OP_MODELS.get(name)
+    for field in (model.model_fields if model else {}):
+        if field != "op" and rng.random() < 0.85:
+            fields[field] = value(rng)
+    for _ in range(rng.randint(0, 2)):
+        fields[rng.choice(FIELDS)] = value(rng)
+    return fields
+
+
+def test_random_responses_end_in_ops_or_a_typed_error(pod: dict[str, Any]) -> None:
+    rng = random.Random(20261126)
+    before = copy.deepcopy(pod)
+    outcomes = {"merged": 0, "typed error": 0}
+    for i in range(20000):
+        if i % 10 == 0:
+            raw = bytes(rng.randrange(256) for _ in range(rng.randint(0, 40)))
+        else:
+            body: Any = {"mutations": [op(rng) for _ in range(rng.randint(0, 5))]}
+            if rng.random() < 0.05:
+                body = rng.choice([{"error": value(rng)}, value(rng), {"mutations": value(rng)}])
+            raw = msgpack.packb(body, use_bin_type=True)
+        try:
+            ops = decode_mutations(raw, "fuzz", "create")
+            merge(ops, pod, plugin="fuzz", hook="create", grants=frozenset(
+                rng.sample(GATES, rng.randint(0, len(GATES)))))
+            outcomes["merged"] += 1
+        except PluginError as e:
+            assert "\n" not in str(e)
+            outcomes["typed error"] += 1
+        assert pod == before
+    assert outcomes["merged"] > 1000 and outcomes["typed error"] > 10000, outcomes
