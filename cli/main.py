@@ -18,10 +18,8 @@ _VERBS = ("new", "build", "run", "test", "inspect", "render", "operator", "dev-c
 _MODULES = {"new": "scaffold", "build": "scaffold", "test": "cases", "operator": "operator_cmd",
             "dev-cluster": "dev_cluster"}
 
-EXIT_OK = 0
 EXIT_PLUGIN_ERROR = 1
 EXIT_USAGE = 2
-EXIT_INTERNAL = 3
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -124,6 +124,10 @@ class Controller:
             return
         self.metrics.reconciles.labels("ok").inc()
         self.queue.done(key)
+        if result.created_pods or result.deleted_groups or result.deleted_roles:
+            log.info("%s/%s: created %d Pod(s), deleted %d group(s) and %d role replica(s)",
+                     namespace, name, result.created_pods, result.deleted_groups,
+                     result.deleted_roles)
         if result.changed:
             self.queue.add(key, 1.0)  # settle: status follows the Pods just changed
 

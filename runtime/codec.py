@@ -63,10 +63,6 @@ def validate_config_request(plugin: bytes) -> bytes:
     return bytes((_FIXMAP | 3,)) + hook_fields("validate_config") + plugin
 
 
-def encode(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
-
-
 def _decode_map(raw: bytes, plugin: str, hook: str) -> dict[str, Any]:
     try:
         value = msgpack.unpackb(raw, raw=False, strict_map_key=True)
