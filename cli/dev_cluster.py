@@ -1,4 +1,9 @@
-"""``podplug dev-cluster up|down|env``: the tests' local control plane, by hand."""
+"""``podplug dev-cluster up|down|env``: the tests' local control plane, by hand.
+
+``up`` starts a detached kube-apiserver + etcd and keeps what ``down`` needs
+(pids, directory, kubeconfig) in a state directory:
+``$PODPLUG_DEV_CLUSTER_DIR``, else ``$PODPLUG_CACHE_DIR/dev-cluster``.
+"""
 
 from __future__ import annotations
 
@@ -6,68 +11,89 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from .main import UsageError
 
 
-def _state_file() -> Path:
-    env = os.environ.get("PODPLUG_DEV_CLUSTER_STATE")
+def state_dir() -> Path:
+    env = os.environ.get("PODPLUG_DEV_CLUSTER_DIR")
     if env:
         return Path(env)
     cache = Path(os.environ.get("PODPLUG_CACHE_DIR") or Path.home() / ".cache" / "podplug")
-    return cache / "dev-cluster" / "state.json"
+    return cache / "dev-cluster"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dev-cluster", help="a local kube-apiserver + etcd (no kubelet)",
                        description="Start, stop or locate a local control plane: a real "
-                       "kube-apiserver and etcd on loopback, built by `make controlplane`.")
-    p.add_argument("action", choices=("up", "down", "env"))
-    p.add_argument("--crds", action="store_true", default=True,
-                   help="install podplug's CRDs on up (default)")
+                       "kube-apiserver and etcd on loopback, built by `make controlplane`. "
+                       f"State: {state_dir()} (PODPLUG_DEV_CLUSTER_DIR overrides it).")
+    p.add_argument("action", choices=("up", "down", "env"),
+                   help="up: start it and print its KUBECONFIG; env: print the export "
+                   "line; down: stop it and remove its files")
+    p.add_argument("--no-crds", dest="crds", action="store_false",
+                   help="up: do not install deploy/crd/*.yaml")
     p.set_defaults(func=dev_cluster)
 
 
-def _load() -> dict | None:
+def _load(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(_state_file().read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
+def _export(state: dict[str, Any]) -> str:
+    return f"export KUBECONFIG={state['kubeconfig']}"
+
+
 def dev_cluster(args: argparse.Namespace) -> int:
     from podplug.devcluster.binaries import BinariesMissing
-    from podplug.devcluster.cluster import ClusterError, LocalCluster, Process, project_crds
+    from podplug.devcluster.cluster import ClusterError, LocalCluster, project_crds
 
-    state = _load()
-    alive = state is not None and all(
-        Process(p["name"], p["pid"], Path(p["log"])).alive() for p in state["processes"])
+    home = state_dir()
+    state_file = home / "state.json"
+    state = _load(state_file)
+    alive = state is not None and all(p.alive() for p in LocalCluster.processes_of(state))
+
     if args.action == "env":
         if not alive:
-            raise UsageError("no dev cluster is running: `podplug dev-cluster up`")
-        print(f"export KUBECONFIG={state['kubeconfig']}")  # type: ignore[index]
+            raise UsageError("no dev cluster is running: start one with `podplug dev-cluster up`")
+        print(_export(state))  # type: ignore[arg-type]
         return 0
+
     if args.action == "down":
         if state is None:
             raise UsageError("no dev cluster is running")
         LocalCluster.stop_detached(state)
-        _state_file().unlink(missing_ok=True)
+        state_file.unlink(missing_ok=True)
         print("dev cluster stopped")
         return 0
+
     if alive:
-        print(f"dev cluster already running\nexport KUBECONFIG={state['kubeconfig']}")  # type: ignore[index]
+        print(f"dev cluster already running: {state['kubeconfig']}")  # type: ignore[index]
+        print(_export(state))  # type: ignore[arg-type]
         return 0
+    if state is not None:  # a cluster that died: clear what is left of it
+        LocalCluster.stop_detached(state)
     try:
-        cluster = LocalCluster(detach=True)
-        cluster.start()
-        if args.crds:
-            cluster.install_crds(project_crds())
-    except (BinariesMissing, ClusterError) as e:
+        cluster = LocalCluster(home / "cluster", detach=True)
+    except BinariesMissing as e:
         raise UsageError(str(e)) from None
-    path = _state_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cluster.state()))
-    print(f"dev cluster up in {cluster.start_seconds:.1f}s: https://127.0.0.1:"
-          f"{cluster.apiserver_port} (kube-apiserver {cluster.bins.k8s_version})")
-    print(f"export KUBECONFIG={cluster.kubeconfig}")
+    try:
+        cluster.start()
+        crds = cluster.install_crds(project_crds()) if args.crds else []
+    except Exception as e:
+        cluster.stop()  # never leave a detached cluster that no state file names
+        if isinstance(e, ClusterError):
+            raise UsageError(str(e)) from None
+        raise
+    home.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps(cluster.state(), indent=1))
+    print(f"dev cluster up in {cluster.start_seconds:.1f}s: kube-apiserver "
+          f"{cluster.bins.k8s_version} at https://127.0.0.1:{cluster.apiserver_port}"
+          + (f", CRDs: {', '.join(crds)}" if crds else ""))
+    print(f"kubeconfig: {cluster.kubeconfig}")
+    print(_export(cluster.state()))
     return 0

@@ -11,7 +11,7 @@ VERSIONS = _ROOT / "hack" / "controlplane" / "versions.env"
 
 
 class BinariesMissing(RuntimeError):
-    pass
+    """Raised with the command that builds them."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Binaries:
 
 
 def versions() -> dict[str, str]:
+    """K8S_VERSION and ETCD_VERSION, as build.sh builds them."""
     out = {}
     for line in VERSIONS.read_text().splitlines():
         line = line.strip()
@@ -35,7 +36,7 @@ def versions() -> dict[str, str]:
 def find() -> Binaries:
     v = versions()
     cache = Path(os.environ.get("PODPLUG_CACHE_DIR") or Path.home() / ".cache" / "podplug")
-    d = cache / "controlplane" / f"{v['K8S_VERSION']}-etcd-{v['ETCD_VERSION']}"
+    d = cache / "controlplane" / v["K8S_VERSION"]
     b = Binaries(d / "kube-apiserver", d / "etcd", v["K8S_VERSION"], v["ETCD_VERSION"])
     missing = [p for p in (b.kube_apiserver, b.etcd) if not os.access(p, os.X_OK)]
     if missing:

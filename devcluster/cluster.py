@@ -3,31 +3,30 @@
 No kubelet, scheduler or controller manager: Pods stay Pending unless a test
 marks them Ready (:mod:`.pods`), and nothing garbage-collects owned objects.
 Both processes run in their own process groups and are stopped with SIGTERM,
-then SIGKILL; an ``atexit`` hook stops a cluster its process started even when
-a test run crashes.
+then SIGKILL. A cluster that is not detached dies with the process that
+started it: an ``atexit`` hook stops it, and the kernel SIGTERMs both children
+if that process is killed outright.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import json
-import os
+import base64
 import shutil
-import signal
-import socket
 import ssl
-import subprocess
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import binaries, pki
+from . import binaries, crds, pki
+from .crds import project_crds
+from .processes import Process, free_port
+
+__all__ = ["ClusterError", "LocalCluster", "Process", "free_port", "project_crds"]
 
 _START_TIMEOUT_S = 90.0
 
@@ -36,52 +35,10 @@ class ClusterError(RuntimeError):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Process:
-    name: str
-    pid: int
-    log: Path
-
-    def alive(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        # A zombie child (exited, not reaped) counts as gone.
-        try:
-            pid, _ = os.waitpid(self.pid, os.WNOHANG)
-            return pid == 0
-        except ChildProcessError:
-            return True
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM the process group, SIGKILL it after ``grace_s``."""
-        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if not self.alive():
-                    return
-                time.sleep(0.05)
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
 class LocalCluster:
     """``with LocalCluster() as c:`` -- or ``start()``/``stop()``, or a detached
-    cluster that outlives this process (``detach=True``, stop it with
-    :meth:`stop_detached` from its state file)."""
+    cluster that outlives this process (``detach=True``; stop it later with
+    :meth:`stop_detached` and its :meth:`state`)."""
 
     def __init__(self, workdir: Path | None = None, *, detach: bool = False) -> None:
         self.bins = binaries.find()
@@ -90,18 +47,18 @@ class LocalCluster:
         self.processes: list[Process] = []
         self.apiserver_port = 0
         self.kubeconfig = self.dir / "kubeconfig"
+        self.start_seconds = 0.0  # start() to /readyz answering 200
         self._registered = False
 
     # -- lifecycle
 
     def start(self) -> LocalCluster:
-        # A free port can be taken between our probe and the bind: try again once.
+        # A probed free port can be taken before etcd or the API server binds it.
         try:
             return self._start()
         except ClusterError as e:
             if "address already in use" not in str(e):
                 raise
-            self.processes.clear()
             return self._start()
 
     def _start(self) -> LocalCluster:
@@ -135,10 +92,11 @@ class LocalCluster:
             f"--service-account-signing-key-file={certs.sa_key}",
             "--service-account-issuer=https://kubernetes.default.svc",
             "--service-cluster-ip-range=10.96.0.0/24",  # an allocation range, never dialled
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC",
+            # No controller manager creates the default ServiceAccounts it would demand.
             "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
-            "--enable-priority-and-fairness=false",
+            "--enable-priority-and-fairness=false",  # fewer goroutines, faster start
             "--profiling=false",
             "--v=0",
         ])
@@ -147,20 +105,12 @@ class LocalCluster:
         return self
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = self.dir / f"{name}.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    cwd=self.dir)
-        self.processes.append(Process(name, proc.pid, log))
-
-    def _ssl(self, certs: pki.Pki) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=str(certs.ca_cert))
-        ctx.load_cert_chain(str(certs.admin_cert), str(certs.admin_key))
-        return ctx
+        self.processes.append(Process.spawn(name, argv, self.dir / f"{name}.log",
+                                            cwd=self.dir, detach=self.detach))
 
     def _wait_ready(self, certs: pki.Pki, t0: float) -> None:
-        ctx = self._ssl(certs)
+        ctx = ssl.create_default_context(cafile=str(certs.ca_cert))
+        ctx.load_cert_chain(str(certs.admin_cert), str(certs.admin_key))
         url = f"https://127.0.0.1:{self.apiserver_port}/readyz"
         last = ""
         while time.monotonic() - t0 < _START_TIMEOUT_S:
@@ -176,28 +126,33 @@ class LocalCluster:
                         return
             except OSError as e:
                 last = str(e)
-            time.sleep(0.2)
-        tails = "\n".join(f"--- {p.name}:\n{p.tail()}" for p in self.processes)
+            time.sleep(0.1)
+        tails = "\n".join(f"--- {p.name} ({p.log}):\n{p.tail()}" for p in self.processes)
         self._stop_processes()
         raise ClusterError(f"kube-apiserver not ready after {_START_TIMEOUT_S:.0f}s ({last})\n"
                            f"{tails}")
 
     def _write_kubeconfig(self, certs: pki.Pki) -> None:
+        # Credentials inline: the file works wherever it is copied.
+        def b64(path: Path) -> str:
+            return base64.b64encode(path.read_bytes()).decode()
+
         config = {
             "apiVersion": "v1", "kind": "Config", "current-context": "podplug-dev",
             "clusters": [{"name": "podplug-dev", "cluster": {
                 "server": f"https://127.0.0.1:{self.apiserver_port}",
-                "certificate-authority": str(certs.ca_cert)}}],
+                "certificate-authority-data": b64(certs.ca_cert)}}],
             "users": [{"name": "podplug-admin", "user": {
-                "client-certificate": str(certs.admin_cert),
-                "client-key": str(certs.admin_key)}}],
+                "client-certificate-data": b64(certs.admin_cert),
+                "client-key-data": b64(certs.admin_key)}}],
             "contexts": [{"name": "podplug-dev", "context": {
                 "cluster": "podplug-dev", "user": "podplug-admin"}}],
         }
         self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
 
     def _stop_processes(self) -> None:
-        for p in reversed(self.processes):
+        for p in reversed(self.processes):  # the API server before its etcd
             p.stop()
         self.processes.clear()
 
@@ -215,20 +170,28 @@ class LocalCluster:
     # -- detached clusters (`podplug dev-cluster up`)
 
     def state(self) -> dict[str, Any]:
+        """What :meth:`stop_detached` needs, as JSON-able data."""
         return {"dir": str(self.dir), "kubeconfig": str(self.kubeconfig),
-                "port": self.apiserver_port,
-                "processes": [{"name": p.name, "pid": p.pid, "log": str(p.log)}
+                "port": self.apiserver_port, "k8s_version": self.bins.k8s_version,
+                "processes": [{"name": p.name, "pid": p.pid, "log": str(p.log), "exe": p.exe}
                               for p in self.processes]}
 
     @staticmethod
+    def processes_of(state: dict[str, Any]) -> list[Process]:
+        return [Process(p["name"], int(p["pid"]), Path(p["log"]), p.get("exe", ""))
+                for p in state.get("processes") or []]
+
+    @staticmethod
     def stop_detached(state: dict[str, Any]) -> None:
-        for p in reversed(state.get("processes") or []):
-            Process(p["name"], int(p["pid"]), Path(p["log"])).stop()
-        shutil.rmtree(state.get("dir", ""), ignore_errors=True)
+        for p in reversed(LocalCluster.processes_of(state)):
+            p.stop()
+        if state.get("dir"):
+            shutil.rmtree(state["dir"], ignore_errors=True)
 
     # -- clients
 
     def api_client(self) -> Any:
+        """A ``kubernetes.client.ApiClient`` authenticated as system:masters."""
         from kubernetes import client, config
 
         c = client.Configuration()
@@ -237,37 +200,7 @@ class LocalCluster:
 
     def install_crds(self, paths: list[Path], timeout_s: float = 30.0) -> list[str]:
         """Create or replace each CRD and wait until it is Established."""
-        from kubernetes import client
-        from kubernetes.client.rest import ApiException
-
-        api = client.ApiextensionsV1Api(self.api_client())
-        names = []
-        for path in paths:
-            for doc in yaml.safe_load_all(Path(path).read_text()):
-                if not doc or doc.get("kind") != "CustomResourceDefinition":
-                    continue
-                name = doc["metadata"]["name"]
-                try:
-                    api.create_custom_resource_definition(doc)
-                except ApiException as e:
-                    if e.status != 409:
-                        raise
-                    current = api.read_custom_resource_definition(name)
-                    doc["metadata"]["resourceVersion"] = current.metadata.resource_version
-                    api.replace_custom_resource_definition(name, doc)
-                names.append(name)
-        deadline = time.monotonic() + timeout_s
-        for name in names:
-            while True:
-                crd = api.read_custom_resource_definition(name, _preload_content=False)
-                conds = json.loads(crd.data).get("status", {}).get("conditions") or []
-                if any(c["type"] == "Established" and c["status"] == "True" for c in conds):
-                    break
-                if time.monotonic() > deadline:
-                    raise ClusterError(f"CRD {name} not Established after {timeout_s:.0f}s")
-                time.sleep(0.1)
-        return names
-
-
-def project_crds() -> list[Path]:
-    return sorted((Path(__file__).resolve().parent.parent / "deploy" / "crd").glob("*.yaml"))
+        try:
+            return crds.install(self.api_client(), paths, timeout_s)
+        except crds.CrdNotEstablished as e:
+            raise ClusterError(str(e)) from e

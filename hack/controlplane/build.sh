@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver and etcd from the Go module proxy (there is no download
 # site to fetch them from) and caches them by version outside the repository:
-#   ${PODPLUG_CACHE_DIR:-~/.cache/podplug}/controlplane/<k8s>-<etcd>/{kube-apiserver,etcd}
-# A second run with the binaries in place takes well under a second.
+#   ${PODPLUG_CACHE_DIR:-~/.cache/podplug}/controlplane/<k8s-version>/{kube-apiserver,etcd}
+# A second run with the binaries in place (each reporting the expected version)
+# takes well under a second. Go's module and build caches stay where Go keeps them.
 #
 # kube-apiserver: a wrapper module requiring k8s.io/kubernetes, whose go.mod
 # pins every k8s.io/* staging module at v0.0.0 with a replace to ./staging/...;
@@ -14,12 +15,14 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$HERE/versions.env"
-CACHE=${PODPLUG_CACHE_DIR:-$HOME/.cache/podplug}/controlplane/$K8S_VERSION-etcd-$ETCD_VERSION
+CACHE=${PODPLUG_CACHE_DIR:-$HOME/.cache/podplug}/controlplane/$K8S_VERSION
 SRC=$CACHE/src
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
 step() { printf 'controlplane: %s\n' "$*"; }
 
+# Go's tarball install is not always on PATH (CI runs with a plain environment).
+[[ -x /usr/local/go/bin/go ]] && PATH=$PATH:/usr/local/go/bin
 command -v go >/dev/null || { echo "controlplane: Go is not installed (needed to build kube-apiserver and etcd)" >&2; exit 1; }
 
 have() {  # have <binary> <expected version substring>
@@ -44,7 +47,8 @@ if ! have kube-apiserver "$K8S_VERSION"; then
     {
         echo "module podplug.local/kube-apiserver"
         echo
-        grep -E '^(go|godebug) ' "$mod"
+        # The go line and the godebug line or block, as k8s.io/kubernetes has them.
+        awk '/^go /; /^godebug \(/{b=1} b; b && /^\)/{b=0} /^godebug [^(]/' "$mod"
         echo
         echo "require k8s.io/kubernetes $K8S_VERSION"
         echo

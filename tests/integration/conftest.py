@@ -1,7 +1,11 @@
 """A real kube-apiserver + etcd for the session, a fresh namespace per test.
 
-If the binaries are missing the tests fail with the way to build them
-(`make controlplane`); `make test` always builds them first.
+Fixtures: ``cluster`` (session; podplug's CRDs installed), ``api`` (session
+ApiClient as system:masters), ``core`` and ``custom`` (API groups over it) and
+``namespace`` (a new namespace's name, emptied and deleted after the test).
+
+If the binaries are missing every test here fails with the way to build them
+(`make controlplane`); nothing is skipped. `make test` builds them first.
 """
 
 from __future__ import annotations
@@ -13,12 +17,17 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from podplug.devcluster.binaries import BinariesMissing
 from podplug.devcluster.cluster import LocalCluster, project_crds
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[LocalCluster]:
-    with LocalCluster() as c:
+    try:
+        c = LocalCluster()
+    except BinariesMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    with c:
         c.install_crds(project_crds())
         yield c
 
@@ -43,13 +52,17 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": name}})
     yield name
-    # No namespace controller runs: delete what tests leave, then the namespace.
-    for kind in ("pod", "service", "config_map"):
+    # No namespace controller runs: delete what tests leave (Pods at once: no
+    # kubelet confirms their end), then the namespace, which stays Terminating.
+    core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+    for kind in ("service", "config_map", "event"):
         getattr(core, f"delete_collection_namespaced_{kind}")(name)
     core.delete_namespace(name)
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:
+    # Everything under tests/integration needs the control plane: mark it so
+    # `-m "not integration"` leaves it out.
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
