@@ -4,7 +4,7 @@ No kubelet, scheduler or controller manager: Pods stay Pending unless a test
 marks them Ready (:mod:`.pods`), and nothing garbage-collects owned objects.
 Both processes run in their own process groups and are stopped with SIGTERM,
 then SIGKILL. A cluster that is not detached dies with the process that
-started it: an ``atexit`` hook stops it, and the kernel SIGTERMs both children
+started it: an ``atexit`` hook stops it, and the kernel SIGKILLs both children
 if that process is killed outright.
 """
 

@@ -27,9 +27,11 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    # Runs in the child before exec: the kernel SIGTERMs it when the process that
-    # started it dies, even by SIGKILL, where atexit hooks never run.
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Runs in the child before exec: the kernel kills it when the process that
+    # started it dies, even by SIGKILL, where atexit hooks never run. SIGKILL,
+    # not SIGTERM: kube-apiserver can hang in its graceful shutdown when etcd
+    # goes at the same moment, and a throwaway cluster has nothing to save.
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
 

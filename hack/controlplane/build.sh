@@ -12,6 +12,7 @@
 # etcd: a three-line main over go.etcd.io/etcd/server/v3/etcdmain.
 set -euo pipefail
 
+start=$SECONDS
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$HERE/versions.env"
@@ -25,19 +26,39 @@ step() { printf 'controlplane: %s\n' "$*"; }
 [[ -x /usr/local/go/bin/go ]] && PATH=$PATH:/usr/local/go/bin
 command -v go >/dev/null || { echo "controlplane: Go is not installed (needed to build kube-apiserver and etcd)" >&2; exit 1; }
 
-have() {  # have <binary> <expected version substring>
+reports() {  # reports <binary path> <expected version substring>
     # Capture first: `| grep -q` would close the pipe early and, with pipefail,
     # fail on the binary's SIGPIPE.
     local out
-    [[ -x $CACHE/$1 ]] && out=$("$CACHE/$1" --version 2>/dev/null) && [[ $out == *"$2"* ]]
+    [[ -x $1 ]] && out=$("$1" --version 2>/dev/null) && [[ $out == *"$2"* ]]
 }
+have() { reports "$CACHE/$1" "$2"; }
+
+# Install a freshly built binary only once it reports the right version, by a
+# rename, so the cache never holds half a binary or a wrong one.
+install_bin() {  # install_bin <tmp path> <name> <expected version substring>
+    reports "$1" "$3" || { echo "controlplane: built $2 does not report $3" >&2; exit 1; }
+    mv -f "$1" "$CACHE/$2"
+}
+
+mkdir -p "$CACHE"
+# One build at a time per version: two `make controlplane` runs would race on
+# the generated sources. The second waits, then finds the binaries built.
+exec 9>"$CACHE/.lock"
+flock -n 9 || { step "waiting for another build.sh of $K8S_VERSION"; flock 9; }
 
 if have kube-apiserver "$K8S_VERSION" && have etcd "${ETCD_VERSION#v}"; then
     step "kube-apiserver $K8S_VERSION and etcd $ETCD_VERSION cached in $CACHE"
     exit 0
 fi
+# Go prints nothing while it compiles: say every minute that it is still going.
+# sleep holds no copy of stdout: a pipe reading build.sh closes when it ends.
+( exec 9>&-; while sleep 60 >/dev/null 2>&1 && kill -0 $$ 2>/dev/null; do
+    step "... still building ($((SECONDS - start))s)"; done ) &
+ticker=$!
+trap 'kill $ticker 2>/dev/null; rm -f "$CACHE"/.*.tmp.$$' EXIT
+trap 'exit 130' INT TERM  # run the EXIT trap on Ctrl-C and kill too
 mkdir -p "$SRC/kube-apiserver" "$SRC/etcd"
-start=$SECONDS
 
 if ! have kube-apiserver "$K8S_VERSION"; then
     step "resolving k8s.io/kubernetes@$K8S_VERSION from the module proxy"
@@ -68,8 +89,8 @@ if ! have kube-apiserver "$K8S_VERSION"; then
         ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
     done
     step "building kube-apiserver $K8S_VERSION (first run: several minutes on 2 cores)"
-    (cd "$SRC/kube-apiserver" && nice go build -trimpath -ldflags "$ldflags" -o "$CACHE/kube-apiserver.tmp" .)
-    mv "$CACHE/kube-apiserver.tmp" "$CACHE/kube-apiserver"  # atomic: never half a binary
+    (cd "$SRC/kube-apiserver" && nice go build -trimpath -ldflags "$ldflags" -o "$CACHE/.kube-apiserver.tmp.$$" .)
+    install_bin "$CACHE/.kube-apiserver.tmp.$$" kube-apiserver "$K8S_VERSION"
 fi
 
 if ! have etcd "${ETCD_VERSION#v}"; then
@@ -77,10 +98,8 @@ if ! have etcd "${ETCD_VERSION#v}"; then
     cp "$HERE/etcd/main.go" "$SRC/etcd/main.go"
     printf 'module podplug.local/etcd\n\ngo 1.24\n' > "$SRC/etcd/go.mod"
     (cd "$SRC/etcd" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && go mod tidy \
-        && nice go build -trimpath -ldflags "-s -w" -o "$CACHE/etcd.tmp" .)
-    mv "$CACHE/etcd.tmp" "$CACHE/etcd"
+        && nice go build -trimpath -ldflags "-s -w" -o "$CACHE/.etcd.tmp.$$" .)
+    install_bin "$CACHE/.etcd.tmp.$$" etcd "${ETCD_VERSION#v}"
 fi
 
-have kube-apiserver "$K8S_VERSION" || { echo "controlplane: built kube-apiserver does not report $K8S_VERSION" >&2; exit 1; }
-have etcd "${ETCD_VERSION#v}" || { echo "controlplane: built etcd does not report $ETCD_VERSION" >&2; exit 1; }
 step "built in $((SECONDS - start))s: $(du -sh "$CACHE/kube-apiserver" | cut -f1) kube-apiserver, $(du -sh "$CACHE/etcd" | cut -f1) etcd in $CACHE"

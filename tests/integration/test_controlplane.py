@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,18 +150,19 @@ class TestNoProcessIsLeftBehind:
             import json, sys, time
             from podplug.devcluster.cluster import LocalCluster
             c = LocalCluster().start()
-            print(json.dumps([p.pid for p in c.processes]), flush=True)
+            print(json.dumps([str(c.dir), [p.pid for p in c.processes]]), flush=True)
             time.sleep(600)
         """)
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                                 text=True)
         try:
-            pids = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
+            workdir, pids = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
             assert len(pids) == 2 and not any(map(gone, pids))
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         assert wait_gone(pids) == []
+        shutil.rmtree(workdir)  # the one thing a SIGKILLed process cannot clean up
 
 
 class TestTheDevClusterCommand:
