@@ -258,6 +258,26 @@ def validate(mod: CompiledModule, config: Any) -> dict[str, Any]:
     ({"items": [{"id": 1}, 7]}, "field items[1]: expected a map"),
     ({"items": [{"id": 1}, {}]}, "field items[1].id: expected an integer"),
     ({"count": "x", "name": 1}, "field count: expected an integer"),  # the first problem wins
+    ({"env": {"A": "1", "B": ""}, "size": None, "tolerations": [
+        {"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5},
+        {"operator": "Exists"}]}, None),
+    ({"env": []}, "field env: expected a map"),
+    ({"env": None}, "field env: expected a map"),
+    ({"env": {"A": 1}}, "field env.A: expected a string"),
+    ({"size": "16GB"}, "field size: expected a quantity like 16Gi"),
+    ({"size": "1.5e3"}, None),
+    ({"tolerations": {}}, "field tolerations: expected an array"),
+    ({"tolerations": [{"key": "k", "seconds": 1}]}, 'unknown field "tolerations[0].seconds"'),
+    ({"tolerations": [{"key": "k", "operator": "In"}]},
+     "field tolerations[0].operator: expected Equal or Exists"),
+    ({"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]},
+     "field tolerations[0].value: must be empty when operator is Exists"),
+    ({"tolerations": [{"value": "v"}]},
+     "field tolerations[0].key: an empty key needs operator Exists"),
+    ({"tolerations": [{"key": "k", "effect": "Never"}]},
+     "field tolerations[0].effect: expected NoSchedule, PreferNoSchedule or NoExecute"),
+    ({"tolerations": [{"key": "k", "tolerationSeconds": "5"}]},
+     "field tolerations[0].tolerationSeconds: expected an integer"),
 ])
 def test_typed_getters_name_the_offending_field(mod: CompiledModule, config: Any,
                                                 message: str | None) -> None:
@@ -443,3 +463,122 @@ def test_template_builds_and_passes_its_own_test(mod: CompiledModule, tmp_path: 
     meta = msgpack.unpackb(custom_section(wasm, METADATA_SECTION), raw=False)
     assert meta["name"] == "shm-plugin"
     assert meta["hooks"] == ["create", "validate_config"]
+
+
+# -- Pod, Container and Mutations helpers -------------------------------------------
+
+HELPER_POD = {
+    "metadata": {"name": "p"},
+    "spec": {
+        "containers": [
+            {"name": "main", "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],
+             "env": [{"name": "A", "value": "0"}], "resources": {"limits": {"x.com/dev": "4"}}},
+            {"name": "side", "resources": {"requests": {"x.com/dev": "3"}}},
+            {"name": "third"},
+        ],
+        "volumes": [{"name": "dshm", "emptyDir": {}}],
+        "tolerations": [
+            {"key": "a", "operator": "Exists", "effect": "NoSchedule"},
+            {"key": "b"},
+            {"key": "x.com/dev", "operator": "Equal", "value": "v"},
+            {"key": "x.com/dev", "operator": "Equal"},
+        ],
+    },
+}
+
+
+def helpers(mod: CompiledModule, config: dict[str, Any],
+            pod: dict[str, Any] = HELPER_POD) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    request = {"abi": 1, "hook": "ready", "helpers": True,
+               "plugin": {"name": "h", "config": config}, "pod": pod}
+    out = msgpack.unpackb(mod.call_raw("ready", pack(request)), raw=False)
+    notes = {op["key"]: op["value"] for op in out["mutations"] if op["op"] == "setAnnotation"}
+    return notes, [op for op in out["mutations"] if op["op"] != "setAnnotation"]
+
+
+def shm_mount(container: str) -> dict[str, Any]:
+    return {"op": "addVolumeMount", "container": container,
+            "mount": {"name": "dshm", "mountPath": "/dev/shm"}}
+
+
+TOLERATION_OPS = [
+    {"op": "addToleration", "toleration": {"key": "k", "operator": "Equal", "value": "v",
+                                           "effect": "NoExecute", "tolerationSeconds": 30}},
+    {"op": "addToleration", "toleration": {"key": "k", "operator": "Exists",
+                                           "effect": "NoExecute", "tolerationSeconds": 0}},
+    {"op": "addVolume", "volume": {"name": "podinfo", "downwardAPI": {"items": [
+        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}},
+]
+
+
+def test_pod_helpers_select_check_and_default(mod: CompiledModule) -> None:
+    notes, ops = helpers(mod, {
+        "containers": ["third", "nope", "side"],
+        "quantities": ["16Gi", "500m", "1.5", "+1", "1e9", "1E+3", "", "Gi", "16GB", "1e", "1.2.3"],
+        "env": {"B": "2", "A": "1"}, "nil": None,
+        "tolerations": [{"key": "t", "tolerationSeconds": 9}],
+    })
+    assert notes == {
+        "selected": "third,side|",
+        "mountsAt": "y,n,n",
+        # a: Exists with NoSchedule; b: key only (no operator, no value); an Equal
+        # toleration of x.com/dev with a value or operator does not count.
+        "tolerates": "yn,yy,nn",
+        "isQuantity": "y,y,y,y,y,y,n,n,n,n,n",
+        "env": "B,2,A,1",
+        "isSet": "ynn",
+    }
+    dev = {"op": "setResource", "name": "x.com/dev"}
+    assert ops == [
+        {**dev, "container": "third", "kind": "limits", "quantity": "2"},
+        {**dev, "container": "third", "kind": "requests", "quantity": "2"},
+        {"op": "setEnv", "container": "third", "name": "A", "value": "1"},
+        {**dev, "container": "side", "kind": "limits", "quantity": "3"},
+        {"op": "setEnv", "container": "side", "name": "A", "value": "1"},
+        shm_mount("third"),
+        shm_mount("side"),
+        {"op": "addToleration", "toleration": {"key": "x.com/dev", "operator": "Exists",
+                                               "effect": "NoSchedule"}},
+        {"op": "addToleration", "toleration": {"key": "t", "tolerationSeconds": 9}},
+        *TOLERATION_OPS,
+    ]
+
+
+def test_pod_helpers_with_overwrite_and_the_default_container(mod: CompiledModule) -> None:
+    notes, ops = helpers(mod, {"overwrite": True})
+    assert notes["selected"] == "main|"
+    assert ops == [
+        {"op": "setResource", "container": "main", "kind": "limits", "name": "x.com/dev",
+         "quantity": "2"},
+        {"op": "setResource", "container": "main", "kind": "requests", "name": "x.com/dev",
+         "quantity": "2"},
+        {"op": "setEnv", "container": "main", "name": "A", "value": "1"},
+        shm_mount("main"),
+        {"op": "addToleration", "toleration": {"key": "x.com/dev", "operator": "Exists",
+                                               "effect": "NoSchedule"}},
+        *TOLERATION_OPS,
+    ]
+    # The main container keeps its limit and /dev/shm without overwrite: no shm volume.
+    _, ops = helpers(mod, {})
+    assert [op["op"] for op in ops][:2] == ["addToleration", "addToleration"]
+
+
+def test_container_selection_errors(mod: CompiledModule) -> None:
+    notes, _ = helpers(mod, {"containers": ["x", "y"]})
+    assert notes["selected"] == (
+        "|none of the containers [x, y] is in the Pod (config field containers)")
+    notes, ops = helpers(mod, {}, pod={"metadata": {"name": "empty"}, "spec": {"tolerations": [
+        {"operator": "Exists"}]}})
+    assert notes["selected"] == "|the Pod has no container"
+    assert notes["tolerates"] == "yy,yy,yy"
+    assert ops == TOLERATION_OPS
+
+
+def test_shared_memory_volume_is_added_when_the_pod_has_none(mod: CompiledModule) -> None:
+    pod = {"spec": {"containers": [{"name": "main"}]}}
+    _, ops = helpers(mod, {}, pod=pod)
+    assert ops[3:5] == [
+        {"op": "addVolume", "volume": {"name": "dshm", "emptyDir": {"medium": "Memory",
+                                                                     "sizeLimit": "1Gi"}}},
+        shm_mount("main"),
+    ]

@@ -137,7 +137,7 @@ fn default_rank_table_env() -> Vec<String> {
 }
 
 fn check_env_name(field: &str, name: &str) -> Result<(), Error> {
-    if !common::is_env_name(name) {
+    if !podplug_sdk::k8s::is_env_name(name) {
         return Err(Error::new(format!("field {}: {:?} is not an env var name", field, name)));
     }
     if RESERVED_ENV.contains(&name) {
@@ -170,7 +170,7 @@ fn validate(req: &HookRequest) -> Result<(), Error> {
         return Err("field chipName: must not be empty".into());
     }
     for (key, _) in cfg.node_selector.iter() {
-        if !common::is_qualified_name(key) {
+        if !podplug_sdk::k8s::is_qualified_name(key) {
             return Err(Error::new(format!("field nodeSelector: {:?} is not a label key", key)));
         }
     }
@@ -209,7 +209,7 @@ fn validate(req: &HookRequest) -> Result<(), Error> {
 fn create(req: &HookRequest) -> Result<Mutations, Error> {
     let cfg: Config = req.config()?;
     let pod = req.pod();
-    let containers = common::select(pod, cfg.containers.as_deref())?;
+    let containers = pod.select_containers(cfg.containers.as_deref())?;
     let mut m = Mutations::new();
 
     // Scheduling.
@@ -219,13 +219,7 @@ fn create(req: &HookRequest) -> Result<Mutations, Error> {
     }
     selectors.extend(cfg.node_selector.iter().map(|(k, v)| (k, v.as_str())));
     for (key, value) in selectors {
-        match pod.node_selector(key) {
-            Some(current) if current == value => {}
-            Some(_) if !cfg.overwrite => {}
-            _ => {
-                m.set_node_selector(key, value);
-            }
-        }
+        common::default_node_selector(&mut m, pod, key, value, cfg.overwrite);
     }
     for t in &cfg.tolerations {
         let t = Toleration {
@@ -295,7 +289,7 @@ fn create(req: &HookRequest) -> Result<Mutations, Error> {
 /// `volume` mounted read-only at `path` in each container with nothing there;
 /// a Pod volume of the same name is the user's and is reused as it is.
 fn mount(m: &mut Mutations, pod: &podplug_sdk::Pod, containers: &[&Container], name: &str, volume: Value, path: &str) {
-    let needing: Vec<&&Container> = containers.iter().filter(|c| c.volume_mount(path).is_none()).collect();
+    let needing: Vec<&&Container> = containers.iter().filter(|c| !c.mounts_at(path)).collect();
     if needing.is_empty() {
         return;
     }

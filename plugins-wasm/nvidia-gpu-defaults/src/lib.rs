@@ -6,7 +6,7 @@
 //! gpuCount) plus the multi-node extras; README.md has the table. Nothing the
 //! Pod template sets explicitly is overridden unless `overwrite: true`.
 
-use podplug_sdk::{Error, HookRequest, Mutations, StringMap, Toleration, Value};
+use podplug_sdk::{Error, HookRequest, Mutations, StringMap, Value};
 use serde::Deserialize;
 
 mod common;
@@ -73,7 +73,7 @@ fn validate(req: &HookRequest) -> Result<(), Error> {
         return Err("field gpuProduct: must not be empty".into());
     }
     for (name, value) in cfg.nccl_env.iter() {
-        if !name.starts_with("NCCL_") || !common::is_env_name(name) {
+        if !name.starts_with("NCCL_") || !podplug_sdk::k8s::is_env_name(name) {
             return Err(Error::new(format!("field ncclEnv: {:?} is not an NCCL_* variable name", name)));
         }
         common::env_text(&format!("ncclEnv.{}", name), value)?;
@@ -84,7 +84,7 @@ fn validate(req: &HookRequest) -> Result<(), Error> {
 fn create(req: &HookRequest) -> Result<Mutations, Error> {
     let cfg: Config = req.config()?;
     let pod = req.pod();
-    let containers = common::select(pod, cfg.containers.as_deref())?;
+    let containers = pod.select_containers(cfg.containers.as_deref())?;
     let mut m = Mutations::new();
 
     if let Some(rc) = cfg.runtime_class_name.as_deref().filter(|rc| !rc.is_empty()) {
@@ -96,17 +96,11 @@ fn create(req: &HookRequest) -> Result<Mutations, Error> {
             }
         }
     }
-    if cfg.tolerate_gpu_taint && !tolerates_gpu_taint(&pod.spec.tolerations) {
-        m.add_toleration(Toleration::exists(GPU_TAINT).effect("NoSchedule"));
+    if cfg.tolerate_gpu_taint {
+        m.tolerate(pod, GPU_TAINT);
     }
     if let Some(product) = &cfg.gpu_product {
-        match pod.node_selector(PRODUCT_LABEL) {
-            Some(current) if current == product => {}
-            Some(_) if !cfg.overwrite => {}
-            _ => {
-                m.set_node_selector(PRODUCT_LABEL, product.as_str());
-            }
-        }
+        common::default_node_selector(&mut m, pod, PRODUCT_LABEL, product, cfg.overwrite);
     }
 
     for c in &containers {
@@ -120,19 +114,6 @@ fn create(req: &HookRequest) -> Result<Mutations, Error> {
         common::shared_memory(&mut m, pod, &containers, SHM_VOLUME, cfg.shm_size.as_deref());
     }
     Ok(m)
-}
-
-/// Whether some toleration already covers `nvidia.com/gpu:NoSchedule` whatever
-/// the taint's value (`present` on GKE, empty elsewhere): Exists on the key,
-/// or Exists with no key (tolerates every taint), with the NoSchedule effect
-/// or none (any effect). An Equal toleration matches one value only, so ours
-/// is still added next to it.
-fn tolerates_gpu_taint(tolerations: &[Toleration]) -> bool {
-    tolerations.iter().any(|t| {
-        let key_ok = matches!(t.key.as_deref(), Some(GPU_TAINT) | None | Some(""));
-        let effect_ok = matches!(t.effect.as_deref(), None | Some("") | Some("NoSchedule"));
-        t.operator.as_deref() == Some("Exists") && key_ok && effect_ok
-    })
 }
 
 podplug_sdk::plugin! {
@@ -178,17 +159,6 @@ mod tests {
             "resources": {"requests": {"nvidia.com/gpu": "4"}}}]}}"#;
         let ops = create_with(r#"{"shm": false, "tolerateGpuTaint": false, "runtimeClassName": null}"#, pod).unwrap();
         testing::assert_ops(&ops, r#"[{"op": "setResource", "container": "vllm", "kind": "limits", "name": "nvidia.com/gpu", "quantity": "4"}]"#);
-    }
-
-    #[test]
-    fn existing_tolerations_are_recognised() {
-        let t = |json: &str| -> Vec<Toleration> { podplug_sdk::from_value(testing::json(json)).unwrap() };
-        assert!(tolerates_gpu_taint(&t(r#"[{"key": "nvidia.com/gpu", "operator": "Exists"}]"#)));
-        assert!(tolerates_gpu_taint(&t(r#"[{"operator": "Exists"}]"#)));
-        assert!(!tolerates_gpu_taint(&t(r#"[{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}]"#)));
-        assert!(!tolerates_gpu_taint(&t(r#"[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute"}]"#)));
-        assert!(!tolerates_gpu_taint(&t(r#"[{"key": "nvidia.com/gpu"}]"#)));
-        assert!(!tolerates_gpu_taint(&t(r#"[{"key": "other", "operator": "Exists"}]"#)));
     }
 
     #[test]

@@ -11,10 +11,13 @@
 //   function create(req: HookRequest): Mutations { ... }
 
 export { Decoder, Kind, Value, Writer, decode, MAX_DEPTH } from "./msgpack";
-export { Config, ConfigErrors, Container, EnvVar, HookRequest, ModelServing, Pod, StringMap } from "./request";
 export {
-  Mutations, configMapVolume, emptyDirVolume, fieldRef, nodeSelectorTerm, requirement,
-  resourceFieldRef, toleration, volumeMount,
+  Config, ConfigErrors, Container, ContainerSelection, EnvVar, HookRequest, ModelServing, Pod, StringMap,
+  isQuantity,
+} from "./request";
+export {
+  Mutations, configMapVolume, downwardAPIFile, downwardAPIVolume, emptyDirVolume, fieldRef, nodeSelectorTerm,
+  requirement, resourceFieldRef, toleration, volumeMount,
 } from "./mutations";
 export {
   ABI_VERSION, ConfigCheck, Hook, log, onPodCreate, onPodReady, podplug_abi_version,

@@ -5,6 +5,7 @@
 // the plain ones target every container.
 
 import { Value } from "./msgpack";
+import { Container, Pod } from "./request";
 
 function op(name: string): Value { return Value.map().setString("op", name); }
 
@@ -56,6 +57,11 @@ export class Mutations {
     return this.push(opIn("setEnv", container).setString("name", name).setString("value", value));
   }
   /** Sets env var `name` from a source (see `fieldRef`, `resourceFieldRef`) in every container. */
+  /** `setEnvIn(c.name, name, value)` unless container `c` sets `name`
+   * already (to anything, or from `valueFrom`) and `overwrite` is off. */
+  setEnvDefaultIn(c: Container, name: string, value: string, overwrite: bool = false): Mutations {
+    return overwrite || !c.hasEnv(name) ? this.setEnvIn(c.name, name, value) : this;
+  }
   setEnvFrom(name: string, valueFrom: Value): Mutations { return this.setEnvFromIn(null, name, valueFrom); }
   setEnvFromIn(container: string | null, name: string, valueFrom: Value): Mutations {
     return this.push(opIn("setEnv", container).setString("name", name).set("valueFrom", valueFrom));
@@ -90,6 +96,21 @@ export class Mutations {
   setResourceRequestIn(container: string | null, name: string, quantity: string): Mutations {
     return this.setResourceIn(container, "requests", name, quantity);
   }
+  /** An extended resource (GPUs, NPUs...) for container `c`: limits =
+   * requests = `count`, unless `c` already has a limit (Kubernetes then
+   * defaults the request to it) and `overwrite` is off. A request without a
+   * limit, invalid for an extended resource, gets the equal limit. */
+  setExtendedResourceIn(c: Container, resource: string, count: string, overwrite: bool = false): Mutations {
+    const limit = c.limit(resource);
+    const request = c.request(resource);
+    if (overwrite || (limit === null && request === null)) {
+      this.setResourceIn(c.name, "limits", resource, count);
+      this.setResourceIn(c.name, "requests", resource, count);
+    } else if (limit === null && request !== null) {
+      this.setResourceIn(c.name, "limits", resource, request);
+    }
+    return this;
+  }
   removeResource(kind: string, name: string): Mutations { return this.removeResourceIn(null, kind, name); }
   removeResourceIn(container: string | null, kind: string, name: string): Mutations {
     return this.push(opIn("removeResource", container).setString("kind", kind).setString("name", name));
@@ -113,6 +134,24 @@ export class Mutations {
   /** Adds `{name, configMap: {name: configMap}}`. */
   addConfigMapVolume(name: string, configMap: string): Mutations {
     return this.addVolume(configMapVolume(name, configMap));
+  }
+  /** A memory-backed emptyDir `volume` (size limit `sizeLimit`, "" for none)
+   * mounted at /dev/shm in each of `containers` that has nothing mounted
+   * there (in every one with `overwrite`); NCCL, RCCL, HCCL and PyTorch
+   * workers need more than the container runtime's 64 MiB. A volume of that
+   * name the Pod already has is reused, never replaced; with no container
+   * needing it nothing is added. */
+  addSharedMemory(
+    pod: Pod, containers: Container[], sizeLimit: string = "", overwrite: bool = false, volume: string = "dshm",
+  ): Mutations {
+    const needing = new Array<Container>();
+    for (let i = 0; i < containers.length; i++) {
+      if (overwrite || !containers[i].mountsAt("/dev/shm")) needing.push(containers[i]);
+    }
+    if (!needing.length) return this;
+    if (!pod.hasVolume(volume)) this.addMemoryEmptyDir(volume, sizeLimit);
+    for (let i = 0; i < needing.length; i++) this.mountVolumeIn(needing[i].name, volume, "/dev/shm");
+    return this;
   }
   removeVolume(name: string): Mutations { return this.push(op("removeVolume").setString("name", name)); }
   /** Adds a VolumeMount to every container (replacing one at the same mountPath). */
@@ -139,6 +178,13 @@ export class Mutations {
   }
   removeNodeSelector(key: string): Mutations {
     return this.push(op("removeNodeSelector").setString("key", key));
+  }
+  /** Adds `{key, operator: Exists, effect: NoSchedule}` unless the Pod
+   * tolerates a `key:NoSchedule` taint already (`Pod.tolerates`): what
+   * Kubernetes' ExtendedResourceToleration admission plugin adds for a node
+   * tainted with an extended resource's name. */
+  tolerate(pod: Pod, key: string): Mutations {
+    return pod.tolerates(key) ? this : this.addToleration(toleration(key, "Exists", "", "NoSchedule"));
   }
   /** Appends a Toleration (see `toleration`) unless an equal one is there. */
   addToleration(toleration: Value): Mutations {
@@ -208,14 +254,31 @@ export function volumeMount(name: string, mountPath: string, readOnly: bool = fa
   return m;
 }
 
-/** `{key?, operator, value?, effect?}`: operator "Exists" or "Equal". */
-export function toleration(key: string, operator: string, value: string = "", effect: string = ""): Value {
+/** `{key?, operator, value?, effect?, tolerationSeconds?}`: operator "Exists"
+ * or "Equal"; `seconds` (how long a NoExecute taint is tolerated) only when
+ * not negative. */
+export function toleration(
+  key: string, operator: string, value: string = "", effect: string = "", seconds: i64 = -1,
+): Value {
   const t = Value.map();
   if (key.length) t.setString("key", key);
   t.setString("operator", operator);
   if (value.length) t.setString("value", value);
   if (effect.length) t.setString("effect", effect);
+  if (seconds >= 0) t.setInt("tolerationSeconds", seconds);
   return t;
+}
+
+/** `{name, downwardAPI: {items: [...]}}`, items from `downwardAPIFile`. */
+export function downwardAPIVolume(name: string, items: Value[]): Value {
+  return Value.map().setString("name", name)
+    .set("downwardAPI", Value.map().set("items", Value.array(items)));
+}
+
+/** A downwardAPI volume file `{path, fieldRef: {fieldPath}}`, e.g.
+ * `downwardAPIFile("labels", "metadata.labels")`. */
+export function downwardAPIFile(path: string, fieldPath: string): Value {
+  return Value.map().setString("path", path).set("fieldRef", Value.map().setString("fieldPath", fieldPath));
 }
 
 /** A NodeSelectorRequirement `{key, operator, values?}` (values omitted when empty,

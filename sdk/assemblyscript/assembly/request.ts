@@ -22,6 +22,16 @@ export class StringMap {
     const v = this.value.get(key);
     return v && !v.isNil ? v.toText() : otherwise;
   }
+  /** The entries flattened to `[key, value, key, value, ...]`, in order. */
+  flatten(): string[] {
+    const keys = this.keys();
+    const out = new Array<string>();
+    for (let i = 0; i < keys.length; i++) {
+      out.push(keys[i]);
+      out.push(this.getOr(keys[i], ""));
+    }
+    return out;
+  }
 }
 
 /** One entry of a container's `env`. */
@@ -83,6 +93,19 @@ export class Container {
   args(): string[] { return strings(this.value.getArray("args")); }
   command(): string[] { return strings(this.value.getArray("command")); }
   volumeMounts(): Value[] { return this.value.getArray("volumeMounts"); }
+  /** Whether a volume is mounted at `path`. */
+  mountsAt(path: string): bool {
+    const mounts = this.volumeMounts();
+    for (let i = 0; i < mounts.length; i++) if (mounts[i].getString("mountPath") == path) return true;
+    return false;
+  }
+}
+
+/** The containers `Pod.selectContainers` picked, or why there are none. */
+export class ContainerSelection {
+  list: Container[] = [];
+  /** "" when `list` is not empty. */
+  error: string = "";
 }
 
 function strings(items: Value[]): string[] {
@@ -158,6 +181,44 @@ export class Pod {
   }
   get nodeSelector(): StringMap { return new StringMap(this.spec.getMap("nodeSelector")); }
   tolerations(): Value[] { return this.spec.getArray("tolerations"); }
+  /** Whether a toleration already covers a `key:effect` taint of any value:
+   * `Exists` on `key` (or on every key, no key), or a toleration of `key`
+   * with neither operator nor value; with `effect` or no effect. */
+  tolerates(key: string, effect: string = "NoSchedule"): bool {
+    const all = this.tolerations();
+    for (let i = 0; i < all.length; i++) {
+      const t = all[i];
+      const k = t.getString("key");
+      const operator = t.getString("operator");
+      const e = t.getString("effect");
+      if (k != key && !(k == "" && operator == "Exists")) continue;
+      if (e != "" && e != effect) continue;
+      if (operator == "Exists" || (operator == "" && t.getString("value") == "")) return true;
+    }
+    return false;
+  }
+  /** The containers a plugin acts on: the first container (by Kthena's
+   * convention the serving container) when `names` is empty, else the named
+   * ones that are in this Pod, in `names` order, so one list can name the
+   * entry template's container and the worker template's. None found is an
+   * `error` naming config field `field`. */
+  selectContainers(names: string[], field: string = "containers"): ContainerSelection {
+    const t = new ContainerSelection();
+    if (!names.length) {
+      const main = this.mainContainer();
+      if (main === null) t.error = "the Pod has no container";
+      else t.list.push(main);
+      return t;
+    }
+    for (let i = 0; i < names.length; i++) {
+      const c = this.container(names[i]);
+      if (c !== null) t.list.push(c);
+    }
+    if (!t.list.length) {
+      t.error = "none of the containers [" + names.join(", ") + "] is in the Pod (config field " + field + ")";
+    }
+    return t;
+  }
   get runtimeClassName(): string { return this.spec.getString("runtimeClassName"); }
   get schedulerName(): string { return this.spec.getString("schedulerName"); }
   get priorityClassName(): string { return this.spec.getString("priorityClassName"); }
@@ -341,6 +402,55 @@ export class Config {
     return out;
   }
 
+  /** Whether `key` is present with a value other than nil. The typed getters
+   * report an explicit nil as the wrong type; test this first to read
+   * `key: null` as absent. */
+  isSet(key: string): bool {
+    const v = this.value.isMap ? this.value.get(key) : null;
+    return v !== null && !v.isNil;
+  }
+
+  /** A map of strings under `key` (an empty one when absent); records
+   * "expected a map", or "field key.name: expected a string" for a value of
+   * another type. */
+  getStringMap(key: string): StringMap {
+    const m = this.getMap(key);
+    const out = Value.map();
+    const keys = m.value.keys();
+    for (let i = 0; i < keys.length; i++) out.setString(keys[i], m.getString(keys[i]));
+    return new StringMap(out);
+  }
+
+  /** Kubernetes Tolerations under `key`, checked (fields key, operator Equal
+   * or Exists, value, effect, tolerationSeconds) and returned with the fields
+   * given, in that order. */
+  getTolerations(key: string): Value[] {
+    const out = new Array<Value>();
+    const items = this.getArray(key);
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i];
+      item.allowOnly(["key", "operator", "value", "effect", "tolerationSeconds"]);
+      const t = Value.map();
+      const k = item.getString("key");
+      const operator = item.getString("operator", "Equal");
+      const value = item.getString("value");
+      const effect = item.getString("effect");
+      if (operator != "Equal" && operator != "Exists") item.fail("operator", "expected Equal or Exists");
+      if (operator == "Exists" && value.length) item.fail("value", "must be empty when operator is Exists");
+      if (!k.length && operator != "Exists") item.fail("key", "an empty key needs operator Exists");
+      if (effect.length && !["NoSchedule", "PreferNoSchedule", "NoExecute"].includes(effect)) {
+        item.fail("effect", "expected NoSchedule, PreferNoSchedule or NoExecute");
+      }
+      if (item.has("key")) t.setString("key", k);
+      if (item.has("operator")) t.setString("operator", operator);
+      if (item.has("value")) t.setString("value", value);
+      if (item.has("effect")) t.setString("effect", effect);
+      if (item.has("tolerationSeconds")) t.setInt("tolerationSeconds", item.getInt("tolerationSeconds"));
+      out.push(t);
+    }
+    return out;
+  }
+
   /** Like getString but records "expected a string" when absent too. */
   requireString(key: string): string {
     if (this.value.isMap && !this.has(key)) { this.fail(key, "expected a string"); return ""; }
@@ -383,3 +493,32 @@ export class HookRequest {
   /** This Pod's role in the ModelServing (`spec.template.roles[]` named `roleName`). */
   role(): Value | null { return this.modelServing.role(this.roleName); }
 }
+
+/** Whether `q` is a Kubernetes quantity: a decimal number (optionally signed)
+ * with an optional binary (Ki..Ei), decimal (m, k, M..E) or exponent (e3,
+ * E+3) suffix, e.g. `16Gi`, `500m`, `1.5`, `1e9`. */
+export function isQuantity(q: string): bool {
+  let i = 0;
+  const n = q.length;
+  if (i < n && (q.charCodeAt(i) == 43 || q.charCodeAt(i) == 45)) i++; // + -
+  const digitsStart = i;
+  while (i < n && isDigit(q.charCodeAt(i))) i++;
+  let digits = i - digitsStart;
+  if (i < n && q.charCodeAt(i) == 46) { // .
+    i++;
+    const fracStart = i;
+    while (i < n && isDigit(q.charCodeAt(i))) i++;
+    digits += i - fracStart;
+  }
+  if (!digits) return false;
+  const suffix = q.substring(i);
+  if (["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E"].includes(suffix)) return true;
+  if (suffix.length < 2 || (suffix.charCodeAt(0) != 101 && suffix.charCodeAt(0) != 69)) return false; // e E
+  let j = 1;
+  if (suffix.charCodeAt(j) == 43 || suffix.charCodeAt(j) == 45) j++;
+  if (j >= suffix.length) return false;
+  for (; j < suffix.length; j++) if (!isDigit(suffix.charCodeAt(j))) return false;
+  return true;
+}
+
+function isDigit(c: i32): bool { return c >= 48 && c <= 57; }

@@ -8,6 +8,7 @@ import {
   HookRequest, onPodReady,
   Config, Decoder, Kind, Mutations, Value, decode, emptyDirVolume, fieldRef, log, nodeSelectorTerm,
   requirement, resourceFieldRef, respondWith, toleration, validateConfig, volumeMount, configMapVolume,
+  Container, downwardAPIFile, downwardAPIVolume, isQuantity,
 } from "../assembly/index";
 export { podplug_abi_version, podplug_alloc } from "../assembly/index";
 
@@ -21,6 +22,7 @@ export function podplug_on_pod_create(ptr: i32, len: i32): i64 {
 export function podplug_on_pod_ready(ptr: i32, len: i32): i64 {
   const d = new Decoder(<usize>ptr, <usize>len);
   const input = d.decodeAll();
+  if (input.isMap && input.has("helpers")) return onPodReady(ptr, len, helpers);
   if (input.isMap) return onPodReady(ptr, len, accessors);
   if (input.isArray) {
     // Strings read as AssemblyScript strings and written back (transcoded).
@@ -47,9 +49,13 @@ export function podplug_validate_config(ptr: i32, len: i32): i64 {
 }
 
 /** count: int, name: string, enabled: bool, ratio: number, tags: [string],
- * limits: {gpu: quantity}, items: [{id: int (required)}] */
+ * limits: {gpu: quantity}, items: [{id: int (required)}], env: {string: string},
+ * tolerations: [Toleration], size: quantity (null = absent, syntax checked) */
 function schema(c: Config): void {
-  c.allowOnly(["count", "name", "enabled", "ratio", "tags", "limits", "items"]);
+  c.allowOnly(["count", "name", "enabled", "ratio", "tags", "limits", "items", "env", "tolerations", "size"]);
+  c.getStringMap("env");
+  c.getTolerations("tolerations");
+  if (c.isSet("size") && !isQuantity(c.getQuantity("size"))) c.fail("size", "expected a quantity like 16Gi");
   c.getInt("count", 1);
   c.getString("name", "x");
   c.getBool("enabled", true);
@@ -221,4 +227,50 @@ function rawMaps(): Value {
   m.set("new", Value.int(6));        // a new key: keys become strings
   m.remove("é");
   return Value.array([lookups, decode(replaced)!, m, Value.str(m.keys().join(","))]);
+}
+
+/** The Pod and Mutations helpers, on the request's Pod; config: containers,
+ * overwrite, quantities (strings to check), env ({string: string}),
+ * tolerations. Results are annotations, then the helpers' ops. */
+function helpers(req: HookRequest): Mutations {
+  const pod = req.pod;
+  const overwrite = req.config.getBool("overwrite");
+  const sel = pod.selectContainers(req.config.getStringArray("containers"));
+  const m = new Mutations();
+  m.setAnnotation("selected", names(sel.list) + "|" + sel.error);
+  const all = pod.containers();
+  const mounts = new Array<string>();
+  for (let i = 0; i < all.length; i++) mounts.push(all[i].mountsAt("/dev/shm") ? "y" : "n");
+  m.setAnnotation("mountsAt", mounts.join(","));
+  const keys = ["a", "b", "x.com/dev"];
+  const tolerated = new Array<string>();
+  for (let i = 0; i < keys.length; i++) {
+    tolerated.push((pod.tolerates(keys[i]) ? "y" : "n") + (pod.tolerates(keys[i], "NoExecute") ? "y" : "n"));
+  }
+  m.setAnnotation("tolerates", tolerated.join(","));
+  const quantities = req.config.getStringArray("quantities");
+  const ok = new Array<string>();
+  for (let i = 0; i < quantities.length; i++) ok.push(isQuantity(quantities[i]) ? "y" : "n");
+  m.setAnnotation("isQuantity", ok.join(","));
+  m.setAnnotation("env", req.config.getStringMap("env").flatten().join(","));
+  m.setAnnotation("isSet", (req.config.isSet("env") ? "y" : "n") + (req.config.isSet("nil") ? "y" : "n")
+    + (req.config.isSet("nope") ? "y" : "n"));
+  for (let i = 0; i < sel.list.length; i++) {
+    m.setExtendedResourceIn(sel.list[i], "x.com/dev", "2", overwrite);
+    m.setEnvDefaultIn(sel.list[i], "A", "1", overwrite);
+  }
+  m.addSharedMemory(pod, sel.list, "1Gi", overwrite);
+  m.tolerate(pod, "x.com/dev");
+  const tolerations = req.config.getTolerations("tolerations");
+  for (let i = 0; i < tolerations.length; i++) m.addToleration(tolerations[i]);
+  m.addToleration(toleration("k", "Equal", "v", "NoExecute", 30));
+  m.addToleration(toleration("k", "Exists", "", "NoExecute", 0));
+  m.addVolume(downwardAPIVolume("podinfo", [downwardAPIFile("labels", "metadata.labels")]));
+  return m;
+}
+
+function names(list: Container[]): string {
+  const out = new Array<string>();
+  for (let i = 0; i < list.length; i++) out.push(list[i].name);
+  return out.join(",");
 }

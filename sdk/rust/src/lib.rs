@@ -47,6 +47,7 @@
 pub mod alloc;
 mod de;
 mod error;
+pub mod k8s;
 pub mod log;
 pub mod metadata;
 mod msgpack;

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::request::Quantity;
+use crate::request::{Pod, Quantity, Toleration};
 use crate::value::{Map, Value};
 
 // One list gives both the runtime table and the names `plugin!`'s
@@ -496,6 +496,17 @@ impl Mutations {
     /// `addToleration`: a [`Toleration`](crate::Toleration) or any Toleration object.
     pub fn add_toleration(&mut self, toleration: impl Into<Value>) -> &mut Self {
         self.push(Mutation::new("addToleration").field("toleration", toleration.into()))
+    }
+
+    /// `addToleration` of `Exists` on `key` with effect `NoSchedule` unless
+    /// the Pod tolerates every `key:NoSchedule` taint already
+    /// ([`Pod::tolerates`]): what Kubernetes' ExtendedResourceToleration
+    /// admission plugin adds for an extended resource's taint.
+    pub fn tolerate(&mut self, pod: &Pod, key: &str) -> &mut Self {
+        if !pod.tolerates(key, "NoSchedule") {
+            self.add_toleration(Toleration::exists(key).effect("NoSchedule"));
+        }
+        self
     }
 
     /// `addNodeAffinityRequirement`: AND a [`NodeRequirement`] (or any

@@ -256,6 +256,39 @@ impl Pod {
         self.spec.node_selector.get(key).map(String::as_str)
     }
 
+    /// Whether one of the Pod's tolerations covers every taint `key:effect`,
+    /// whatever its value (see [`Toleration::tolerates`]).
+    pub fn tolerates(&self, key: &str, effect: &str) -> bool {
+        self.spec.tolerations.iter().any(|t| t.tolerates(key, effect))
+    }
+
+    /// The containers a plugin acts on: with `names`, those of
+    /// `spec.containers` named there, in Pod order (entry and worker
+    /// templates may name their containers differently, so an absent name is
+    /// skipped); without, the first container, the serving container by
+    /// Kthena's convention (sidecars are never picked unless named). Finding
+    /// none is an error naming the Pod's containers.
+    pub fn select_containers(&self, names: Option<&[String]>) -> Result<Vec<&Container>, crate::Error> {
+        let all = self.containers();
+        let picked: Vec<&Container> = match names {
+            None => all.iter().take(1).collect(),
+            Some(names) => all.iter().filter(|c| names.contains(&c.name)).collect(),
+        };
+        if picked.is_empty() {
+            let have: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
+            return Err(match names {
+                None => crate::Error::new(format!("Pod {} has no containers", self.name())),
+                Some(names) => crate::Error::new(format!(
+                    "none of the containers {:?} is in Pod {} (it has {:?})",
+                    names,
+                    self.name(),
+                    have
+                )),
+            });
+        }
+        Ok(picked)
+    }
+
     /// Whether the Pod's `Ready` condition is `True` (ready hook).
     pub fn is_ready(&self) -> bool {
         self.status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
@@ -344,6 +377,11 @@ impl Container {
     /// The mount at `mount_path`.
     pub fn volume_mount(&self, mount_path: &str) -> Option<&VolumeMount> {
         self.volume_mounts.iter().find(|m| m.mount_path == mount_path)
+    }
+
+    /// Whether something is mounted at `mount_path`.
+    pub fn mounts_at(&self, mount_path: &str) -> bool {
+        self.volume_mount(mount_path).is_some()
     }
 
     pub fn port(&self, name: &str) -> Option<&ContainerPort> {
@@ -445,6 +483,28 @@ impl Toleration {
     pub fn seconds(mut self, seconds: i64) -> Self {
         self.toleration_seconds = Some(seconds);
         self
+    }
+
+    /// Whether this toleration covers every taint `key:effect` whatever the
+    /// taint's value: `Exists` on `key` or on every key (no key), with
+    /// `effect` or no effect (every effect). An `Equal` toleration matches one
+    /// value only and so does not count.
+    ///
+    /// ```
+    /// use podplug_sdk::Toleration;
+    /// assert!(Toleration::exists("nvidia.com/gpu").tolerates("nvidia.com/gpu", "NoSchedule"));
+    /// assert!(!Toleration::equal("nvidia.com/gpu", "present").tolerates("nvidia.com/gpu", "NoSchedule"));
+    /// ```
+    pub fn tolerates(&self, key: &str, effect: &str) -> bool {
+        let key_ok = match self.key.as_deref() {
+            None | Some("") => true,
+            Some(k) => k == key,
+        };
+        let effect_ok = match self.effect.as_deref() {
+            None | Some("") => true,
+            Some(e) => e == effect,
+        };
+        self.operator.as_deref() == Some("Exists") && key_ok && effect_ok
     }
 }
 
