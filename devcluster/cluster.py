@@ -173,13 +173,13 @@ class LocalCluster:
         """What :meth:`stop_detached` needs, as JSON-able data."""
         return {"dir": str(self.dir), "kubeconfig": str(self.kubeconfig),
                 "port": self.apiserver_port, "k8s_version": self.bins.k8s_version,
-                "processes": [{"name": p.name, "pid": p.pid, "log": str(p.log), "exe": p.exe}
-                              for p in self.processes]}
+                "processes": [{"name": p.name, "pid": p.pid, "log": str(p.log), "exe": p.exe,
+                               "started": p.started} for p in self.processes]}
 
     @staticmethod
     def processes_of(state: dict[str, Any]) -> list[Process]:
-        return [Process(p["name"], int(p["pid"]), Path(p["log"]), p.get("exe", ""))
-                for p in state.get("processes") or []]
+        return [Process(p["name"], int(p["pid"]), Path(p["log"]), p.get("exe", ""),
+                        p.get("started")) for p in state.get("processes") or []]
 
     @staticmethod
     def stop_detached(state: dict[str, Any]) -> None:

@@ -36,12 +36,43 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+def _proc_status(pid: int) -> dict[str, str] | None:
+    """/proc/PID/status as a dict, or None once the pid is reaped."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def start_ticks(pid: int) -> int | None:
+    """When the pid started (clock ticks since boot): with the pid, a process's
+    identity that a recycled pid cannot share."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after the comm
+
+
+def exited(pid: int) -> bool:
+    """True once every thread of ``pid`` is gone: it is reaped, or a zombie
+    whose last thread has finished (its sockets and files are closed then).
+    /proc/PID/exe vanishes earlier, while a Go binary's threads still run."""
+    status = _proc_status(pid)
+    if status is None:
+        return True
+    return status.get("State", "").startswith(("Z", "X")) and status.get("Threads", "1") == "1"
+
+
 @dataclass
 class Process:
     name: str
     pid: int
     log: Path
-    exe: str = ""  # the binary, so a recycled pid is never signalled
+    exe: str = ""  # the binary, for messages and state files written before `started`
+    #: start time of the pid (:func:`start_ticks`), so a recycled pid is never signalled
+    started: int | None = None
 
     @classmethod
     def spawn(cls, name: str, argv: list[str], log: Path, *, cwd: Path,
@@ -55,29 +86,30 @@ class Process:
         # We reap it ourselves (alive()): keep Popen from warning about, or
         # reaping, a child it thinks it still owns.
         proc.returncode = 0
-        return cls(name, proc.pid, log, os.path.realpath(argv[0]))
+        return cls(name, proc.pid, log, os.path.realpath(argv[0]), start_ticks(proc.pid))
 
     def _ours(self) -> bool:
+        if self.started is not None:
+            return start_ticks(self.pid) == self.started
         if not self.exe:
             return True
         try:
             return os.path.realpath(f"/proc/{self.pid}/exe") == self.exe
-        except OSError:
-            return False
+        except OSError:  # no exe link: exiting, or not ours to read
+            return not exited(self.pid)
 
     def alive(self) -> bool:
+        """Until every thread has exited (a zombie whose threads are done counts
+        as exited: its parent, not us, may be the one to reap it)."""
         # Reap it first if it is our child: an exited, unreaped child is gone.
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(self.pid, os.WNOHANG)[0] == self.pid:
                 return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        return self._ours()
+        return not exited(self.pid) and self._ours()
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM the process group, SIGKILL it after ``grace_s``. Idempotent."""
+        """SIGTERM the process group, SIGKILL it after ``grace_s``; returns once
+        the process has exited. Idempotent."""
         if not self.alive():
             return
         for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):

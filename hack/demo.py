@@ -38,8 +38,13 @@ GROUP, VERSION, PLURAL = "workload.serving.volcano.sh", "v1alpha1", "modelservin
 CONFIGMAP_MODULE = ROOT / "plugins-wasm" / "entry-address-file" / "entry-address-file.wasm"
 
 
+# Bold headings on a terminal only, and never under NO_COLOR (no-color.org).
+BOLD, RESET = ("\033[1m", "\033[0m") if (
+    sys.stdout.isatty() and not os.environ.get("NO_COLOR")) else ("", "")
+
+
 def say(text: str) -> None:
-    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+    print(f"\n{BOLD}==> {text}{RESET}", flush=True)
 
 
 def wait(check: Any, what: str, timeout_s: float = 60.0) -> Any:
