@@ -65,3 +65,33 @@ def dump(value: Any, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
     return yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
+
+
+def yaml_documents(path: str) -> list[dict[str, Any]]:
+    """The objects of a (multi-document) YAML file, or ``-``; a UsageError with
+    the file, line and column for what is not YAML, and for documents that
+    are not objects (a Helm or Go template that was not rendered, say)."""
+    try:
+        text = Path(path).read_text() if path != "-" else __import__("sys").stdin.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    template = "{{" in text
+    hint = " (it looks like a Helm/Go template: render it first, e.g. `helm template`)" if (
+        template) else ""
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        raise UsageError(f"{where}: not valid YAML: {e.problem or e.context}{hint}") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path}: not valid YAML: {e}{hint}") from None
+    out = []
+    for i, doc in enumerate(docs, 1):
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise UsageError(f"{path}: document {i} is a {type(doc).__name__}, not a "
+                             f"Kubernetes object{hint}")
+        out.append(doc)
+    return out

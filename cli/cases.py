@@ -34,8 +34,8 @@ from podplug.runtime import (
     ChainEntry,
     ChainError,
     CompiledModule,
-    ConfigInvalid,
     Engine,
+    InvalidConfig,
     PodplugError,
 )
 
@@ -106,7 +106,7 @@ def run_case(module: CompiledModule, case: Case, args: argparse.Namespace) -> st
                        limits=limits_from(args), grants=frozenset(args.grant))
     try:
         chain = Chain([entry], request.get("modelServing") or _default_model_serving(pod))
-    except ConfigInvalid as e:
+    except InvalidConfig as e:
         if "configError" in expect and str(expect["configError"]) in e.reason:
             return None
         return f"config rejected: {e.reason}"

@@ -1,59 +1,128 @@
-"""``podplug operator``: run the ModelServing operator against the current kubeconfig."""
+"""``podplug operator``: run the ModelServing operator against a cluster."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 from podplug.operator.policy import Policy, PolicyError
 from podplug.operator.sources import default_plugin_dirs
 
 from .main import UsageError
 
+LEVELS = ("debug", "info", "warning", "error")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("operator", help="run the ModelServing operator",
-                       description="Run the operator against the current kubeconfig "
-                       "(or the in-cluster service account).")
+                       description="Run the operator against the cluster of the current "
+                       "kubeconfig (or --kubeconfig/--context, or the in-cluster service "
+                       "account). It exits with 1 and one line on stderr when it cannot start.")
     scope = p.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", default=[],
                        help="watch this namespace (repeatable)")
     scope.add_argument("--all-namespaces", "-A", action="store_true",
                        help="watch every namespace (the default)")
-    p.add_argument("--standalone", action="store_true", default=True,
-                   help="no peering with other operator instances (default)")
-    p.add_argument("--peering", dest="standalone", action="store_false",
-                   help="coordinate with other instances through kopf peering objects")
+    p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file (default $KUBECONFIG "
+                   "or ~/.kube/config; in a Pod, the service account)")
+    p.add_argument("--context", help="kubeconfig context (default: its current-context)")
     p.add_argument("--plugins-dir", action="append", metavar="DIR",
                    help="plugin directory (repeatable; default $PODPLUG_PLUGINS_DIR or "
                    "/etc/podplug/plugins, then the shipped plugins)")
     p.add_argument("--policy", metavar="FILE", help="operator policy file (docs/operator.md)")
     p.add_argument("--metrics-port", type=int, default=8080,
-                   help="Prometheus metrics port, 0 to disable (default %(default)s)")
-    p.add_argument("--liveness", metavar="URL", help="kopf liveness endpoint, e.g. "
-                   "http://0.0.0.0:8081/healthz")
-    p.add_argument("--verbose", "-v", action="store_true")
+                   help="port of /metrics, /healthz and /readyz; 0 for none "
+                   "(default %(default)s)")
+    p.add_argument("--metrics-address", default="0.0.0.0", help="address to bind it to "
+                   "(default %(default)s)")
+    p.add_argument("--workers", type=int, default=4,
+                   help="ModelServings reconciled at once (default %(default)s)")
+    p.add_argument("--write-concurrency", type=int, default=8,
+                   help="API writes in flight at once, all passes together "
+                   "(default %(default)s)")
+    p.add_argument("--kube-api-qps", type=float, default=100.0,
+                   help="sustained API requests per second, 0 for no limit "
+                   "(default %(default)s)")
+    p.add_argument("--kube-api-burst", type=int, default=200,
+                   help="API requests above the sustained rate (default %(default)s)")
+    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=None,
+                   help="take part in leader election on a Lease, so only one replica "
+                   "writes (default: on when $POD_NAMESPACE is set, as in a Deployment)")
+    p.add_argument("--leader-elect-namespace", metavar="NS",
+                   help="namespace of the Lease (default $POD_NAMESPACE, else podplug-system)")
+    p.add_argument("--leader-elect-lease", default="podplug-operator", metavar="NAME",
+                   help="name of the Lease (default %(default)s)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--log-level", choices=LEVELS, default="info")
+    p.add_argument("--verbose", "-v", action="store_true", help="--log-level debug")
     p.set_defaults(func=operator)
 
 
-def operator(args: argparse.Namespace) -> int:
-    from pathlib import Path
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the traceback)."""
 
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                   timespec="milliseconds"),
+               "level": record.levelname.lower(), "logger": record.name,
+               "message": record.getMessage()}
+        if record.exc_info:
+            doc["error"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def configure_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper()))
+    if level != "debug":
+        # kopf logs every handled event at INFO ("Handler ... succeeded"): noise
+        # at this operator's rate of events.
+        for name in ("kopf.objects", "kopf._core.reactor", "kopf._core.engines",
+                     "kopf._cogs.clients"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def operator(args: argparse.Namespace) -> int:
     from podplug.operator.controller import OperatorConfig
-    from podplug.operator.handlers import run
+    from podplug.operator.handlers import StartupError, run
+    from podplug.operator.kube import ClientSettings, ConfigError, Kube, load_api_client
+    from podplug.operator.leader import LeaderSettings
 
     try:
         policy = Policy.load(args.policy)
     except PolicyError as e:
         raise UsageError(str(e)) from None
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    dirs = [Path(d) for d in args.plugins_dir] if args.plugins_dir else default_plugin_dirs()
+    for d in dirs:
+        if args.plugins_dir and not (d.is_dir() and os.access(d, os.R_OK | os.X_OK)):
+            raise UsageError(f"plugin directory {d} is not a readable directory")
+    if args.workers < 1 or args.write_concurrency < 1:
+        raise UsageError("--workers and --write-concurrency must be at least 1")
+    configure_logging(args.log_format, "debug" if args.verbose else args.log_level)
+    client = ClientSettings(qps=args.kube_api_qps, burst=args.kube_api_burst,
+                            pool_size=args.write_concurrency + args.workers + 4)
+    pod_namespace = os.environ.get("POD_NAMESPACE")
+    elect = args.leader_elect if args.leader_elect is not None else bool(pod_namespace)
+    leader = LeaderSettings(namespace=args.leader_elect_namespace or pod_namespace
+                            or "podplug-system", name=args.leader_elect_lease) if elect else None
     config = OperatorConfig(
-        plugin_dirs=[Path(d) for d in args.plugins_dir] if args.plugins_dir
-        else default_plugin_dirs(),
-        policy=policy,
-        metrics_port=args.metrics_port,
-        namespaces=tuple(args.namespace),
-    )
-    run(config, standalone=args.standalone, liveness_endpoint=args.liveness)
+        plugin_dirs=dirs, policy=policy, metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address, workers=args.workers,
+        write_concurrency=args.write_concurrency, namespaces=tuple(args.namespace),
+        client=client, leader=leader)
+    try:
+        api_client = load_api_client(args.kubeconfig, args.context, client)
+        run(config, Kube(api_client, client))
+    except (ConfigError, StartupError) as e:
+        print(f"podplug operator: {e}", file=sys.stderr)
+        return 1
     return 0

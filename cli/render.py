@@ -1,4 +1,11 @@
-"""``podplug render``: every Pod and Service the operator would create, offline."""
+"""``podplug render``: every object the operator would create, offline.
+
+It predicts the operator by being it: the ModelServing is checked as the
+operator checks it (the CRD's schema and defaults, then the rules of
+:mod:`podplug.operator.validation`), planned by the operator's own planner as
+if nothing existed yet, and each Pod goes through the plugin chain. A spec the
+operator would refuse is refused here with the same message.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +17,19 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from podplug.operator import podgen
-from podplug.operator.chains import Chains, ChainUnavailable
+from podplug.operator import podgen, podgroups
+from podplug.operator.chains import Chains
+from podplug.operator.crd import SchemaError, admit
+from podplug.operator.observe import Observed
+from podplug.operator.plan import Revisions, plan
 from podplug.operator.policy import Policy, PolicyError
-from podplug.operator.revision import model_serving_revision, role_template_hashes
+from podplug.operator.revision import spec_template
 from podplug.operator.sources import PluginDirectory, default_plugin_dirs
 from podplug.operator.spec import KIND, ModelServing
-from podplug.runtime import ChainError, Engine, PodContext
+from podplug.operator.validation import validate
+from podplug.runtime import ChainError, Engine, PluginError
 
+from ._common import yaml_documents
 from .main import UsageError
 
 
@@ -25,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "render", help="print the Pods and Services a ModelServing becomes, plugins applied",
         description="Offline, no cluster: print every Service and Pod the operator would "
-        "create for the ModelServing(s) in FILE, with the plugin chain applied.",
+        "create for the ModelServing(s) in FILE, with the plugin chain applied. The spec is "
+        "checked as the operator checks it; what it would refuse is refused here.",
     )
     p.add_argument("file", metavar="MODELSERVING.yaml")
     p.add_argument("--plugins-dir", action="append", metavar="DIR",
@@ -36,24 +49,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", metavar="FILE", help="operator policy (default: built-in)")
     p.add_argument("--namespace", "-n", default="default",
                    help="namespace of ModelServings that name none (default %(default)s)")
+    p.add_argument("--volcano", action="store_true",
+                   help="as with Volcano's PodGroup CRD installed: PodGroups too, and the "
+                   "Pods' PodGroup annotations (for schedulerName volcano)")
     p.set_defaults(func=render)
 
 
-def _documents(path: str) -> list[dict[str, Any]]:
-    try:
-        text = Path(path).read_text() if path != "-" else sys.stdin.read()
-        return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UsageError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
-
-
 def render(args: argparse.Namespace) -> int:
-    docs = _documents(args.file)
+    docs = yaml_documents(args.file)
     configmaps = {}
     for f in args.configmap:
-        for d in _documents(f):
+        docs_cm = yaml_documents(f)
+        for d in docs_cm:
             if d.get("kind") == "ConfigMap":
                 meta = d.get("metadata") or {}
                 configmaps[(meta.get("namespace", args.namespace), meta.get("name"))] = d
@@ -75,31 +82,61 @@ def render(args: argparse.Namespace) -> int:
                         lambda ns, name: configmaps.get((ns, name)))
         for obj in objs:
             obj.setdefault("metadata", {}).setdefault("namespace", args.namespace)
-            out.extend(_render_one(obj, chains))
+            out.extend(render_one(obj, chains, policy, volcano=args.volcano))
     sys.stdout.write(yaml.safe_dump_all(out, sort_keys=False, allow_unicode=True))
     return 0
 
 
-def _render_one(obj: dict[str, Any], chains: Chains) -> list[dict[str, Any]]:
+def render_one(obj: dict[str, Any], chains: Chains, policy: Policy, *,
+               volcano: bool = False) -> list[dict[str, Any]]:
+    """What the operator creates for a new ``obj``: PodGroups (``volcano``),
+    then per role replica its Pods and headless Service, in the operator's order.
+    Raises UsageError with the operator's own message when it would refuse it."""
+    name = (obj.get("metadata") or {}).get("name", "?")
+    try:
+        obj = admit(obj)
+    except SchemaError as e:
+        raise UsageError(f"{KIND} {name}: {e}") from None
     try:
         ms = ModelServing.parse(obj)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
-        raise UsageError(f"invalid {KIND}: {where}: {first['msg']}") from None
+        raise UsageError(f"{KIND} {name}: {where}: {first['msg']}") from None
+    problems = validate(ms, max_pods=policy.max_pods_per_model_serving)
+    if problems:
+        raise UsageError(f"{KIND} {name}: {'; '.join(problems)}")
     try:
         resolved = chains.resolve(ms, obj)
-    except ChainUnavailable as e:
+    except PluginError as e:
         raise UsageError(str(e)) from None
-    revision = model_serving_revision(ms.spec, resolved.digests)
-    hashes = role_template_hashes(ms.spec, resolved.digests)
+    update = spec_template(ms.spec, resolved.digests)
+    p = plan(ms, Observed([], set(), []), Revisions(update))
+    use_podgroups = podgen.uses_podgroups(ms, volcano)
     out: list[dict[str, Any]] = []
-    for i in range(ms.spec.replicas):
-        out.extend(podgen.serving_group_services(ms, i))
-    for plan in podgen.all_pods(ms, revision, hashes):
-        ctx = PodContext(plan.serving_group, plan.role_name, plan.role_id, plan.is_entry)
-        try:
-            out.append(resolved.chain.run_create(ctx, plan.pod).pod)
-        except ChainError as e:
-            raise e.cause from None
-    return out
+    requests: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+    pods: list[dict[str, Any]] = []
+    services: list[dict[str, Any]] = []
+    for unit in p.creates:
+        for pp in podgen.role_pods(ms, unit.role, unit.group_index, unit.replica,
+                                   unit.revision, unit.role_hash, podgroups=use_podgroups,
+                                   only=unit.pods):
+            try:
+                pod = resolved.chain.run_create(pp.context, pp.pod).pod
+            except ChainError as e:
+                raise UsageError(str(e.cause)) from None
+            requests.setdefault((unit.role.name, pp.context.is_entry), [
+                (c.get("resources") or {}).get("requests") or {}
+                for c in pod["spec"].get("containers") or ()])
+            pods.append(pod)
+        if podgen.needs_service(unit.role):
+            services.append(podgen.headless_service(ms, unit.group, unit.role.name,
+                                                    unit.replica))
+    if use_podgroups:
+        groups = sorted({(u.group_index, u.group) for u in p.creates})
+        out += [podgroups.desired(ms, g, podgen.owner_reference(ms), requests, True)
+                for _, g in groups]
+    return out + services + pods
+
+
+__all__ = ["Path", "render", "render_one"]

@@ -6,44 +6,42 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from podplug.operator.policy import Policy
 from podplug.operator.revision import PluginDigest
-from podplug.operator.sources import ConfigMapReader, PluginDirectory, SourceError, resolve
-from podplug.operator.spec import ModelServing
-from podplug.operator.status import PluginFailure
+from podplug.operator.sources import ConfigMapReader, PluginDirectory, resolve
+from podplug.operator.spec import ModelServing, PluginType
 from podplug.runtime import (
+    CallRecord,
     Chain,
     ChainConfigError,
     ChainEntry,
     Engine,
+    InvalidConfig,
     PluginError,
-    Scope,
 )
 
 _CACHE_SIZE = 256
 
 
-def reason_of(err: PluginError) -> str:
-    """``out_of_fuel`` -> ``OutOfFuel``: a condition reason from an error kind."""
-    return "".join(part.capitalize() for part in err.kind.split("_")) or "PluginFailed"
-
-
-class ChainUnavailable(Exception):
-    """The chain could not be built; ``failure`` says which plugin and why."""
-
-    def __init__(self, failure: PluginFailure) -> None:
-        self.failure = failure
-        super().__init__(f"plugin {failure.plugin} ({failure.hook}): {failure.message}")
-
-
 @dataclass(frozen=True)
 class ResolvedChain:
     chain: Chain
-    #: (plugin entry, module digest) in spec order: part of the revision
+    #: (plugin entry, module digest) of the Wasm entries in spec order: part of the
+    #: revision. BuiltIn entries stand for Kthena's built-ins, which are part of
+    #: its controller, not of a revision (so Kthena's Pods are podplug's revision).
     digests: list[PluginDigest]
+    #: "plugin x: fuel 9000000000 lowered to 50000000": limits above the policy's
+    clamped: list[str] = field(default_factory=list)
+    #: what identifies this chain (for caches of what it computes)
+    key: tuple[Any, ...] = ()
+
+    @property
+    def records(self) -> list[CallRecord]:
+        """The validate_config calls made when it was built."""
+        return self.chain.records
 
 
 def model_serving_view(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,19 +62,13 @@ class Chains:
         self._lock = threading.Lock()
 
     def resolve(self, ms: ModelServing, obj: Mapping[str, Any]) -> ResolvedChain:
-        """The chain for this ModelServing. Raises :class:`ChainUnavailable`."""
-        sources = []
-        for entry in ms.spec.plugins:
-            try:
-                sources.append(resolve(entry, ms.namespace, self.directory, self.policy,
-                                       self.read_configmap))
-            except SourceError as e:
-                raise ChainUnavailable(PluginFailure(e.plugin, "load", e.message,
-                                                     e.reason)) from e
-        digests = [(entry, src.digest) for entry, src in zip(ms.spec.plugins, sources,
-                                                               strict=True)]
+        """The chain for this ModelServing. Raises the :class:`PluginError` of the
+        first plugin that cannot be had, loaded or configured (with failurePolicy
+        Fail; an Ignore entry that fails validate_config is left out)."""
+        sources = [resolve(entry, ms.namespace, self.directory, self.policy,
+                           self.read_configmap) for entry in ms.spec.plugins]
         meta = obj.get("metadata") or {}
-        key = (meta.get("uid"), meta.get("generation"), tuple(d for _, d in digests))
+        key = (meta.get("uid"), meta.get("generation"), tuple(s.digest for s in sources))
         cacheable = key[0] is not None and key[1] is not None
         if cacheable:
             with self._lock:
@@ -84,41 +76,45 @@ class Chains:
                 if hit is not None:
                     self._cache.move_to_end(key)
                     return hit
-        for entry in ms.spec.plugins:
-            if entry.config is not None and not isinstance(entry.config, dict):
-                raise ChainUnavailable(PluginFailure(entry.name, "load",
-                                                     "config must be a map", "InvalidConfig"))
         entries = []
+        clamped = []
+        for entry, src in zip(ms.spec.plugins, sources, strict=True):
+            if entry.config is not None and not isinstance(entry.config, dict):
+                raise InvalidConfig(entry.name, "load", "config must be a map")
+            module = self.engine.load(src.wasm, entry.name)
+            limits = self.policy.limits
+            if entry.limits is not None:
+                over = entry.limits.above(limits.fuel, limits.memory_bytes, limits.timeout_s)
+                if over:
+                    clamped.append(f"plugin {entry.name}: {', '.join(over)} above the "
+                                   "operator's policy, lowered to it")
+                limits = limits.lowered(fuel=entry.limits.fuel,
+                                        memory_bytes=entry.limits.memory_bytes,
+                                        timeout_s=entry.limits.timeout_seconds)
+            entries.append(ChainEntry(
+                name=entry.name,
+                module=module,
+                config=entry.config or {},
+                scope=entry.runtime_scope(),
+                failure_policy=entry.failure_policy,
+                limits=limits,
+                grants=self.policy.grants_for(directory_name=src.directory_name,
+                                              digest=src.digest),
+            ))
         try:
-            for entry, src in zip(ms.spec.plugins, sources, strict=True):
-                module = self.engine.load(src.wasm, entry.name)
-                limits = self.policy.limits
-                if entry.limits is not None:
-                    limits = limits.lowered(fuel=entry.limits.fuel,
-                                            memory_bytes=entry.limits.memory_bytes,
-                                            timeout_s=entry.limits.timeout_seconds)
-                scope = Scope(frozenset(entry.scope.roles), entry.scope.target) if (
-                    entry.scope) else Scope()
-                entries.append(ChainEntry(
-                    name=entry.name,
-                    module=module,
-                    config=entry.config or {},
-                    scope=scope,
-                    failure_policy=entry.failure_policy,
-                    limits=limits,
-                    grants=self.policy.grants_for(directory_name=src.directory_name,
-                                                  digest=src.digest),
-                ))
-            resolved = ResolvedChain(Chain(entries, model_serving_view(obj)), digests)
-        except PluginError as e:
-            hook = e.hook or "load"
-            raise ChainUnavailable(PluginFailure(e.plugin, hook, e.describe(),
-                                                 reason_of(e))) from e
+            chain = Chain(entries, model_serving_view(obj))
         except ChainConfigError as e:
-            raise ChainUnavailable(PluginFailure("-", "load", str(e), "InvalidChain")) from e
+            raise InvalidConfig("-", "load", str(e)) from e
+        digests = [(entry, src.digest) for entry, src in zip(ms.spec.plugins, sources,
+                                                               strict=True)
+                   if entry.type == PluginType.WASM]
+        resolved = ResolvedChain(chain, digests, clamped, key)
         if cacheable:
             with self._lock:
                 self._cache[key] = resolved
                 while len(self._cache) > _CACHE_SIZE:
                     self._cache.popitem(last=False)
         return resolved
+
+
+__all__ = ["Chains", "PluginError", "ResolvedChain", "model_serving_view"]

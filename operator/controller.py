@@ -1,26 +1,45 @@
-"""The operator's moving parts, wired: API client, engine, plugin sources,
-chains, reconciler, work queue with its workers, resync and metrics."""
+"""The operator's moving parts, wired: API client, caches, engine, chains,
+work queue and workers, leader election, resync, probes and metrics.
+
+Threads and who writes:
+- informer threads keep the caches and only enqueue keys (and note Pods lost);
+- kopf's handlers keep the ModelServing cache and only enqueue keys;
+- workers (``workers`` of them, only while leading) take a key, run one pass,
+  and requeue it as the pass asks: one writer per ModelServing, always;
+- a small pool of write threads carries out a pass's creates and deletes.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Hashable, Sequence
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-from kubernetes import client
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from podplug.operator import podgroups
 from podplug.operator.chains import Chains
-from podplug.operator.kube import Kube
+from podplug.operator.events import EventRecorder
+from podplug.operator.informer import Informer, owner_key, trim_metadata, trim_pod
+from podplug.operator.kube import ApiError, ClientSettings, Kube
+from podplug.operator.leader import LeaderElector, LeaderSettings
 from podplug.operator.metrics import Metrics
 from podplug.operator.policy import Policy
-from podplug.operator.reconcile import Reconciler, RetryLater
+from podplug.operator.reconcile import Caches, Outcome, PassSettings, Reconciler
 from podplug.operator.sources import PluginDirectory
-from podplug.operator.workqueue import WorkQueue
+from podplug.operator.workqueue import QueueMetrics, WorkQueue
 from podplug.runtime import Engine
 
 log = logging.getLogger("podplug.operator")
+
+Key = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -29,122 +48,319 @@ class OperatorConfig:
 
     plugin_dirs: Sequence[Path]
     policy: Policy = Policy()
-    #: 0: no metrics endpoint
+    #: 0: no HTTP endpoint (/metrics, /healthz, /readyz)
     metrics_port: int = 8080
+    metrics_address: str = "0.0.0.0"
     #: reconcile workers; different ModelServings reconcile in parallel
-    workers: int = 2
-    #: every ModelServing is reconciled at least this often
+    workers: int = 4
+    #: threads creating and deleting objects for the passes, together
+    write_concurrency: int = 8
+    #: most workers one namespace may hold at once (None: workers - 1, at least 1)
+    namespace_workers: int | None = None
+    #: every ModelServing is looked at again at least this often
     resync_s: float = 60.0
     #: how often the plugin directories are checked for changed modules
     plugin_poll_s: float = 5.0
+    #: how often the operator checks whether Volcano's PodGroup CRD is installed
+    podgroup_poll_s: float = 30.0
+    #: a graceful stop waits this long for passes in flight
+    drain_s: float = 10.0
     namespaces: Sequence[str] = field(default_factory=tuple)
+    client: ClientSettings = ClientSettings()
+    passes: PassSettings = PassSettings()
+    #: None: no leader election (a single replica)
+    leader: LeaderSettings | None = None
 
 
 class Controller:
-    def __init__(self, config: OperatorConfig, api_client: client.ApiClient) -> None:
+    def __init__(self, config: OperatorConfig, kube: Kube) -> None:
         self.config = config
-        self.kube = Kube(api_client)
+        self.kube = kube
         self.engine = Engine()
         self.directory = PluginDirectory(config.plugin_dirs)
         self.metrics = Metrics()
-        self.chains = Chains(self.engine, self.directory, config.policy, self.kube.read_configmap)
-        self.reconciler = Reconciler(self.kube, self.chains, self.metrics)
-        self.queue = WorkQueue()
-        self._known: set[tuple[str, str]] = set()
-        self._known_lock = threading.Lock()
+        kube.on_request = self.metrics.api_requests.inc
+        self.chains = Chains(self.engine, self.directory, config.policy, self._read_configmap)
+        self.pool = ThreadPoolExecutor(config.write_concurrency, thread_name_prefix="podplug-write")
+        self.events = EventRecorder(kube)
+        ns_workers = config.namespace_workers or max(1, config.workers - 1)
+        m = self.metrics
+        self.queue = WorkQueue(namespace_limit=ns_workers, metrics=QueueMetrics(
+            on_add=m.queue_adds.labels("modelserving").inc,
+            on_retry=m.queue_retries.labels("modelserving").inc,
+            on_wait=m.queue_wait.labels("modelserving").observe,
+            on_work=m.queue_work.labels("modelserving").observe))
+        scopes: Sequence[str | None] = tuple(config.namespaces) or (None,)
+        self.pods = self._informer("Pod", lambda ns: kube.core_path("pods", ns), scopes,
+                                   trim_pod)
+        self.services = self._informer("Service", lambda ns: kube.core_path("services", ns),
+                                       scopes, trim_metadata)
+        self.revisions = self._informer(
+            "ControllerRevision",
+            lambda ns: kube.group_path("apps/v1", "controllerrevisions", ns), scopes)
+        self.pods.handlers.append(self._pod_event)
+        self._podgroup_informer: Informer | None = None
+        self._scopes = scopes
+        self.caches = Caches(self.pods.store, self.services.store, self.revisions.store)
+        self._model_servings: dict[Key, dict[str, Any]] = {}
+        self._ms_lock = threading.Lock()
+        self.reconciler = Reconciler(kube, self.caches, self.chains, self.metrics, self.events,
+                                     self.pool, self.model_serving, config.passes,
+                                     max_pods=config.policy.max_pods_per_model_serving)
+        self.elector = (LeaderElector(kube, config.leader, self._start_workers,
+                                      self._lost_leadership)
+                        if config.leader is not None else None)
         self._stop = threading.Event()
+        self._workers_started = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._penalty: dict[str, float] = {}
+        self._http: ThreadingHTTPServer | None = None
+        if config.metrics_port:
+            # Bound here, so a port in use stops the start with one clear error.
+            self._http = _serve(self, config.metrics_address, config.metrics_port)
+
+    def _informer(self, kind: str, path: Any, scopes: Sequence[str | None],
+                  trim: Any = lambda o: o) -> Informer:
+        inf = Informer(self.kube, kind, path, scopes, trim=trim)
+        inf.handlers.append(self._child_event)
+        return inf
+
+    # -- lifecycle
 
     def start(self) -> None:
-        if self.config.metrics_port:
-            self.metrics.serve(self.config.metrics_port)
+        for inf in (self.pods, self.services, self.revisions):
+            inf.start()
+        self._spawn(self._resync, "podplug-resync")
+        self._spawn(self._watch_podgroup_crd, "podplug-podgroup-crd")
+        if self.elector is not None:
+            self.elector.start()
+        else:
+            self._start_workers()
+
+    def ready(self) -> bool:
+        """Caches synced: the replica can serve (leading or standing by)."""
+        return self.pods.synced and self.services.synced and self.revisions.synced
+
+    def _start_workers(self) -> None:
+        if self._workers_started.is_set():
+            return
+        for inf in (self.pods, self.services, self.revisions):
+            while not inf.wait_synced(5.0):
+                if self._stop.is_set():
+                    return
+                log.info("waiting for the %s cache to sync", inf.kind)
+        self._workers_started.set()
+        self.metrics.leader.set(1 if self.elector is not None else 0)
         for i in range(self.config.workers):
             self._spawn(self._work, f"podplug-worker-{i}")
-        self._spawn(self._resync, "podplug-resync")
+        with self._ms_lock:
+            keys = list(self._model_servings)
+        for key in keys:
+            self.queue.add(key)
+        log.info("reconciling: %d worker(s), %d ModelServing(s) known", self.config.workers,
+                 len(keys))
 
-    def _spawn(self, target: object, name: str) -> None:
-        t = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+    def _lost_leadership(self) -> None:
+        # controller-runtime exits here: a replica that may have been replaced
+        # must not write again. The process restarts as a standby.
+        self.metrics.leader.set(0)
+        self.stop(release=False)
+        os._exit(1)
+
+    def _spawn(self, target: Any, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
         self._threads.append(t)
 
-    def stop(self) -> None:
+    def stop(self, release: bool = True) -> None:
+        """Stop taking keys, let passes in flight stop at their next batch
+        (bounded by ``drain_s``), release the Lease, flush Events."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self.queue.close()
+        deadline = time.monotonic() + self.config.drain_s
         for t in self._threads:
-            t.join(timeout=10)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self.elector is not None:
+            self.elector.stop(release=release)
+        for inf in (self.pods, self.services, self.revisions, self._podgroup_informer):
+            if inf is not None:
+                inf.stop()
+        self.events.stop(timeout_s=2.0)
+        self.pool.shutdown(wait=False, cancel_futures=True)
         self.engine.close()
+        if self._http is not None:
+            self._http.shutdown()
 
-    # -- events from kopf
+    # -- the ModelServings, fed by kopf
 
-    def model_serving_changed(self, namespace: str, name: str) -> None:
-        with self._known_lock:
-            self._known.add((namespace, name))
-        self.queue.add((namespace, name))
+    def model_serving_event(self, etype: str | None, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._ms_lock:
+            old = self._model_servings.get(key)
+            if etype == "DELETED":
+                self._model_servings.pop(key, None)
+            else:
+                self._model_servings[key] = body
+        if etype == "DELETED" or old is None or _matters(old, body):
+            self.queue.add(key)
 
-    def model_serving_deleted(self, namespace: str, name: str) -> None:
-        with self._known_lock:
-            self._known.discard((namespace, name))
-        self.queue.forget((namespace, name))
-        self.reconciler.forget(namespace, name)
-        try:
-            self.reconciler.delete_owned(namespace, name)
-        except Exception:
-            log.exception("%s/%s: deleting its Pods and Services failed", namespace, name)
+    def model_serving(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ModelServing as last seen by the watch; the API server when the
+        watch has not shown it (yet, or any more)."""
+        with self._ms_lock:
+            obj = self._model_servings.get((namespace, name))
+        if obj is not None:
+            return obj
+        return self.kube.get(self.kube.model_serving_path(namespace, name))
 
     def configmap_changed(self, namespace: str) -> None:
         """A namespace module may have changed: recheck that namespace's ModelServings."""
         if not self.config.policy.namespace_plugins_allowed:
             return
-        with self._known_lock:
-            keys = [k for k in self._known if k[0] == namespace]
+        with self._ms_lock:
+            keys = [k for k in self._model_servings if k[0] == namespace]
         for key in keys:
             self.queue.add(key)
 
-    # -- threads
+    # -- what the informers see
+
+    def _child_event(self, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        key = owner_key(obj)
+        if key is not None:
+            self.queue.add(key)
+
+    def _pod_event(self, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if etype == "DELETED":
+            self.reconciler.pod_gone(old or obj)
+
+    def _watch_podgroup_crd(self) -> None:
+        """Volcano's PodGroup CRD may be installed or removed at any time
+        (Kthena watches it too): PodGroups follow."""
+        path = self.kube.group_path("apiextensions.k8s.io/v1", "customresourcedefinitions",
+                                    None, podgroups.CRD_NAME)
+        while not self._stop.is_set():
+            try:
+                crd = self.kube.get(path)
+            except ApiError as e:
+                log.debug("checking for the PodGroup CRD: %s", e)
+                self._stop.wait(self.config.podgroup_poll_s)
+                continue
+            if crd and self._podgroup_informer is None:
+                inf = self._informer("PodGroup", lambda ns: self.kube.group_path(
+                    podgroups.GROUP_VERSION, podgroups.PLURAL, ns), self._scopes)
+                inf.start()
+                inf.wait_synced(30.0)
+                self._podgroup_informer = inf
+                self.caches.podgroups = inf.store
+                self.caches.sub_group_policy = podgroups.has_sub_group_policy(crd)
+                log.info("Volcano's PodGroup CRD is installed: serving groups get PodGroups")
+                self._requeue_all()
+            elif crd is None and self._podgroup_informer is not None:
+                self._podgroup_informer.stop()
+                self._podgroup_informer = None
+                self.caches.podgroups = None
+                log.info("Volcano's PodGroup CRD is gone: no more PodGroups")
+            elif crd:
+                self.caches.sub_group_policy = podgroups.has_sub_group_policy(crd)
+            self._stop.wait(self.config.podgroup_poll_s)
+
+    # -- workers
+
+    def _cancel_for(self, key: Key) -> Any:
+        def cancelled() -> str | None:
+            if self._stop.is_set():
+                return "the operator is stopping"
+            if self.elector is not None and not self.elector.leading():
+                return "this replica is no longer the leader"
+            with self._ms_lock:
+                if key not in self._model_servings:
+                    return "the ModelServing was deleted"
+            return None
+        return cancelled
 
     def _work(self) -> None:
         while not self._stop.is_set():
             key = self.queue.get(timeout_s=1.0)
             if key is None:
                 continue
-            self._process(key)
+            try:
+                self._process(key)
+            finally:
+                self.queue.done(key)
 
-    def _process(self, key: Hashable) -> None:
-        namespace, name = key  # type: ignore[misc]
+    def _process(self, key: Key) -> None:
+        namespace, name = key
+        started = time.monotonic()
         try:
-            result = self.reconciler.reconcile(namespace, name)
-        except RetryLater as e:
-            delay = self.queue.retry(key)
-            log.info("%s/%s: retry in %.1fs: %s", namespace, name, delay, e)
+            outcome = self.reconciler.reconcile(key, self._cancel_for(key))
+        except ApiError as e:
+            outcome = Outcome("api_error", message=str(e))
+        except Exception as e:
+            log.exception("%s/%s: reconcile failed", namespace, name)
+            outcome = Outcome("api_error", message=f"{type(e).__name__}: {e}")
+        elapsed = time.monotonic() - started
+        self.metrics.reconciles.labels(outcome.result).inc()
+        self.metrics.reconcile_seconds.labels(outcome.result).observe(elapsed)
+        self.queue.charge(namespace, elapsed)
+        self._charge_tenant(namespace, outcome)
+        if outcome.created or outcome.deleted:
+            log.info("%s/%s: created %d Pod(s), deleted %d (%s, %.2fs)", namespace, name,
+                     outcome.created, outcome.deleted, outcome.result, elapsed)
+        if outcome.failed:
+            delay = self.queue.add_rate_limited(key)
+            log.info("%s/%s: %s; retry in %.1fs", namespace, name, outcome.message, delay)
             return
-        except Exception:
-            delay = self.queue.retry(key)
-            self.metrics.reconciles.labels("error").inc()
-            log.exception("%s/%s: reconcile failed; retry in %.1fs", namespace, name, delay)
+        if outcome.result == "gone":
+            self.queue.discard(key)
             return
-        self.metrics.reconciles.labels("ok").inc()
-        self.queue.done(key)
-        if result.created_pods or result.deleted_groups or result.deleted_roles:
-            log.info("%s/%s: created %d Pod(s), deleted %d group(s) and %d role replica(s)",
-                     namespace, name, result.created_pods, result.deleted_groups,
-                     result.deleted_roles)
-        if result.changed:
-            self.queue.add(key, 1.0)  # settle: status follows the Pods just changed
+        if outcome.result not in ("cancelled", "invalid"):
+            self.queue.forget(key)
+        if outcome.requeue_after is not None:
+            self.queue.add_after(key, outcome.requeue_after)
+
+    def _charge_tenant(self, namespace: str, outcome: Outcome) -> None:
+        """A namespace whose plugins keep running into their deadlines is held
+        back, doubling from 1s to 60s; a pass without that pardons it."""
+        if outcome.deadline_hit:
+            hold = min(60.0, self._penalty.get(namespace, 0.5) * 2)
+            self._penalty[namespace] = hold
+            self.queue.penalize(namespace, hold)
+            log.info("namespace %s: plugins hit their deadlines; its ModelServings wait "
+                     "%.0fs", namespace, hold)
+        elif self._penalty.pop(namespace, None) is not None:
+            self.queue.pardon(namespace)
+
+    # -- resync
+
+    def _requeue_all(self) -> None:
+        with self._ms_lock:
+            keys = list(self._model_servings)
+        for key in keys:
+            self.queue.add(key)
 
     def _resync(self) -> None:
         signature = self._plugin_signature()
         elapsed = 0.0
         while not self._stop.wait(self.config.plugin_poll_s):
             elapsed += self.config.plugin_poll_s
+            self._update_gauges()
             current = self._plugin_signature()
             if current != signature or elapsed >= self.config.resync_s:
                 if current != signature:
                     log.info("plugin directory changed: rechecking every ModelServing")
                 signature, elapsed = current, 0.0
-                with self._known_lock:
-                    keys = list(self._known)
-                for k in keys:
-                    self.queue.add(k)
+                self._requeue_all()
+
+    def _update_gauges(self) -> None:
+        m = self.metrics
+        m.queue_depth.labels("modelserving").set(len(self.queue))
+        m.queue_longest.labels("modelserving").set(self.queue.longest_running_s())
+        for inf in (self.pods, self.services, self.revisions, self._podgroup_informer):
+            if inf is not None:
+                m.cache_objects.labels(inf.kind).set(len(inf.store))
 
     def _plugin_signature(self) -> tuple[tuple[str, int, int], ...]:
         sig = []
@@ -156,3 +372,46 @@ class Controller:
                     continue
                 sig.append((str(p), st.st_mtime_ns, st.st_size))
         return tuple(sig)
+
+    def _read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.kube.get(self.kube.core_path("configmaps", namespace, name))
+
+
+def _matters(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether a ModelServing update can change what the operator does: its
+    spec (generation), labels, annotations or deletion, not its status alone
+    (Kthena's updateModelServing skips status-only updates too)."""
+    om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+    return any(om.get(k) != nm.get(k) for k in ("generation", "labels", "annotations",
+                                                 "deletionTimestamp", "uid"))
+
+
+def _serve(controller: Controller, address: str, port: int) -> ThreadingHTTPServer:
+    """/metrics, /healthz (the process works) and /readyz (the caches synced)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                body, ctype, code = (generate_latest(controller.metrics.registry),
+                                     CONTENT_TYPE_LATEST, 200)
+            elif self.path.startswith("/healthz"):
+                body, ctype, code = b"ok\n", "text/plain", 200
+            elif self.path.startswith("/readyz"):
+                ok = controller.ready()
+                body, ctype, code = (b"ok\n" if ok else b"caches not synced\n", "text/plain",
+                                     200 if ok else 503)
+            else:
+                body, ctype, code = b"not found\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((address, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="podplug-http", daemon=True).start()
+    return server

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from podplug.operator.quantity import canonical
 from podplug.operator.spec import (
     API_VERSION,
     ENTRY_VALUE,
@@ -42,6 +43,7 @@ from podplug.operator.spec import (
     PodTemplate,
     Role,
 )
+from podplug.runtime import PodContext
 
 # Volcano's keys tying a Pod to its PodGroup and task (scheduling/v1beta1,
 # batch/v1alpha1), set only when PodGroups are in use.
@@ -93,25 +95,61 @@ def owner_reference(ms: ModelServing) -> dict[str, Any]:
 
 
 def uses_podgroups(ms: ModelServing, podgroup_crd_present: bool) -> bool:
-    """Kthena creates PodGroups (and annotates Pods) only with Volcano installed
-    and ``schedulerName: volcano`` -- with or without a gangPolicy."""
+    """Kthena creates PodGroups (and annotates Pods) only with Volcano's PodGroup
+    CRD installed and ``schedulerName: volcano`` -- with or without a gangPolicy
+    (podgroupmanager shouldCreatePodGroup)."""
     return podgroup_crd_present and ms.spec.scheduler_name == VOLCANO_SCHEDULER
 
 
 @dataclass(frozen=True)
 class PodPlan:
-    """One Pod to create, with the context a plugin hook receives."""
+    """One Pod to create, with the context its plugin hooks receive."""
 
-    serving_group: str
-    role_name: str
-    role_id: str
-    is_entry: bool
+    context: PodContext
     worker_index: int
     pod: dict[str, Any] = field(compare=False)
 
     @property
     def name(self) -> str:
         return str(self.pod["metadata"]["name"])
+
+
+# Every quantity of a PodSpec (core/v1 in Kubernetes' OpenAPI: the fields of type
+# resource.Quantity), as (path to a ResourceList or a single quantity, is a list).
+_LISTS = ("containers", "initContainers", "ephemeralContainers")
+
+
+def normalise_quantities(spec: dict[str, Any]) -> None:
+    """Quantities in canonical string form, as the API server stores them
+    (``nvidia.com/gpu: 1`` -> ``"1"``, ``cpu: 1.5`` -> ``"1500m"``): plugins see a
+    template as they would see the Pod created from it. In place."""
+    for key in _LISTS:
+        for c in spec.get(key) or ():
+            if isinstance(c, dict):
+                _resource_requirements(c.get("resources"))
+    _resource_requirements(spec.get("resources"))
+    _resource_list(spec.get("overhead"))
+    for v in spec.get("volumes") or ():
+        if not isinstance(v, dict):
+            continue
+        empty = v.get("emptyDir")
+        if isinstance(empty, dict) and "sizeLimit" in empty:
+            empty["sizeLimit"] = canonical(empty["sizeLimit"])
+        claim = ((v.get("ephemeral") or {}).get("volumeClaimTemplate") or {}).get("spec")
+        if isinstance(claim, dict):
+            _resource_requirements(claim.get("resources"))
+
+
+def _resource_requirements(res: Any) -> None:
+    if isinstance(res, dict):
+        _resource_list(res.get("limits"))
+        _resource_list(res.get("requests"))
+
+
+def _resource_list(values: Any) -> None:
+    if isinstance(values, dict):
+        for name, raw in values.items():
+            values[name] = canonical(raw)
 
 
 def _common_env(role: Role, entry_pod_name: str, namespace: str, worker_index: int) -> list[dict]:
@@ -163,6 +201,7 @@ def _build_pod(
         annotations[ANNOTATION_TASK_SPEC] = role_id_  # Kthena's GenerateTaskName
 
     spec = copy.deepcopy(template.spec)
+    normalise_quantities(spec)
     if ms.spec.scheduler_name:
         spec["schedulerName"] = ms.spec.scheduler_name
     else:
@@ -189,27 +228,30 @@ def role_pods(
     role_template_hash: str,
     *,
     podgroups: bool = False,
+    only: Collection[int] | None = None,
 ) -> list[PodPlan]:
-    """The entry Pod then workers 1..workerReplicas of one role replica.
+    """The entry Pod then workers 1..workerReplicas of one role replica
+    (``only``: just these Pod indices, 0 being the entry).
 
     ``podgroups``: pass :func:`uses_podgroups` (Volcano PodGroup annotations).
     A role without a workerTemplate gets its entry only, as in Kthena.
     """
     group = serving_group_name(ms.metadata.name, group_index)
     rid = role_id(role.name, role_index)
-    plans = [
-        PodPlan(
-            group, role.name, rid, True, 0,
+    plans = []
+    if only is None or 0 in only:
+        plans.append(PodPlan(
+            PodContext(group, role.name, rid, True), 0,
             _build_pod(ms, role, role.entry_template, group, rid, 0, revision,
-                       role_template_hash, podgroups),
-        )
-    ]
+                       role_template_hash, podgroups)))
     if role.worker_template is None:
         return plans
     for k in range(1, role.worker_replicas + 1):
+        if only is not None and k not in only:
+            continue
         pod = _build_pod(ms, role, role.worker_template, group, rid, k, revision,
                          role_template_hash, podgroups)
-        plans.append(PodPlan(group, role.name, rid, False, k, pod))
+        plans.append(PodPlan(PodContext(group, role.name, rid, False), k, pod))
     return plans
 
 
@@ -233,14 +275,6 @@ def serving_group_pods(
         for plan in role_pods(ms, role, group_index, j, revision, role_hashes[role.name],
                               podgroups=podgroups)
     ]
-
-
-def all_pods(
-    ms: ModelServing, revision: str, role_hashes: Mapping[str, str], *, podgroups: bool = False
-) -> Iterator[PodPlan]:
-    """The Pods of every serving group 0..replicas-1 (a fresh ModelServing)."""
-    for i in range(ms.spec.replicas):
-        yield from serving_group_pods(ms, i, revision, role_hashes, podgroups=podgroups)
 
 
 def headless_service(ms: ModelServing, group_name: str, role_name: str, role_index: int) -> dict:

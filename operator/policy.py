@@ -10,6 +10,7 @@ limits:                      # defaults per hook call; a ModelServing may lower 
 namespacePlugins:
   allowed: false             # may a ModelServing load a module from a ConfigMap in its namespace?
   requireSha256: true        # ...and must it pin the module's digest?
+maxPodsPerModelServing: 10000  # Pods one ModelServing may ask for; more is refused
 grants:                      # gated mutation kinds, by module identity
   plugins:                   # modules from the operator's plugin directory, by name
     huawei-ascend-defaults: [hostPath]
@@ -46,6 +47,10 @@ class Policy:
     require_sha256: bool = True
     plugin_grants: Mapping[str, frozenset[str]] = field(default_factory=dict)
     digest_grants: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: Pods one ModelServing may ask for (replicas x roles x replicas x (1 +
+    #: workerReplicas)); more is refused with SpecValid=False. It bounds what one
+    #: object can make the operator hold in memory.
+    max_pods_per_model_serving: int = 10_000
 
     def grants_for(self, *, directory_name: str | None, digest: str) -> frozenset[str]:
         by_name = self.plugin_grants.get(directory_name, frozenset()) if directory_name else (
@@ -66,7 +71,10 @@ class Policy:
     def from_dict(cls, raw: Any, where: str = "policy") -> Policy:
         if not isinstance(raw, dict):
             raise PolicyError(f"{where}: expected a map")
-        _only(raw, {"limits", "namespacePlugins", "grants"}, where)
+        _only(raw, {"limits", "namespacePlugins", "grants", "maxPodsPerModelServing"}, where)
+        max_pods = raw.get("maxPodsPerModelServing", cls.max_pods_per_model_serving)
+        if not isinstance(max_pods, int) or isinstance(max_pods, bool) or max_pods < 1:
+            raise PolicyError(f"{where}: maxPodsPerModelServing must be a positive integer")
         base = Limits()
         lim = raw.get("limits") or {}
         _only(lim, {"fuel", "memory", "timeout"}, f"{where}: limits")
@@ -88,6 +96,7 @@ class Policy:
             require_sha256=_bool(ns, "requireSha256", True, where),
             plugin_grants=_grants(grants.get("plugins") or {}, f"{where}: grants.plugins"),
             digest_grants=_grants(grants.get("digests") or {}, f"{where}: grants.digests"),
+            max_pods_per_model_serving=max_pods,
         )
 
 

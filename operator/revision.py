@@ -22,10 +22,17 @@ plugins the revision is the roles-only hash.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from podplug.operator.spec import ModelServingSpec, PluginSpec, Role
+from podplug.operator.spec import (
+    LABEL_NAME,
+    LABEL_REVISION,
+    ModelServingSpec,
+    PluginSpec,
+    Role,
+)
 
 _ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 _FNV32_OFFSET = 0x811C9DC5
@@ -98,3 +105,72 @@ def role_template_hashes(
 ) -> dict[str, str]:
     """Role name -> role-template hash, for :func:`podgen.serving_group_pods`."""
     return {r.name: role_template_hash(r, plugins) for r in spec.template.roles}
+
+
+# ---------------------------------------------------------------------------
+# Templates and ControllerRevisions
+
+
+@dataclass(frozen=True)
+class Template:
+    """The roles Pods of one revision are built from, with their hashes."""
+
+    revision: str
+    roles: tuple[Role, ...]
+    role_hashes: Mapping[str, str]
+
+    def role(self, name: str) -> Role | None:
+        return next((r for r in self.roles if r.name == name), None)
+
+
+def spec_template(spec: ModelServingSpec, plugins: Sequence[PluginDigest] = ()) -> Template:
+    """The template the spec asks for now (the update revision)."""
+    return Template(model_serving_revision(spec, plugins), tuple(spec.template.roles),
+                    role_template_hashes(spec, plugins))
+
+
+#: on podplug's ControllerRevisions: the role-template hashes of that revision
+#: (they include the plugins, which Kthena's data does not hold)
+ROLE_HASHES_ANNOTATION = "podplug.io/role-template-hashes"
+
+
+def controller_revision(ms_name: str, namespace: str, owner: Mapping[str, Any],
+                        template: Template, roles: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Kthena's ControllerRevision of a revision (utils/controller_revision.go):
+    ``<ms>-<revision>``, labelled with the ModelServing and the revision, the
+    roles (as the API returned them) under ``data.data``."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": {
+            "name": f"{ms_name}-{template.revision}",
+            "namespace": namespace,
+            "labels": {LABEL_NAME: ms_name, LABEL_REVISION: template.revision},
+            "annotations": {ROLE_HASHES_ANNOTATION: json.dumps(dict(template.role_hashes),
+                                                               sort_keys=True)},
+            "ownerReferences": [dict(owner)],
+        },
+        "revision": 1,
+        "data": {"data": list(roles)},
+    }
+
+
+def template_from_controller_revision(cr: Mapping[str, Any]) -> Template | None:
+    """The template a ControllerRevision holds (Kthena's wrapped ``{"data": roles}``
+    or a bare list), or None if it holds none we can read."""
+    meta = cr.get("metadata") or {}
+    revision = (meta.get("labels") or {}).get(LABEL_REVISION)
+    data = cr.get("data")
+    raw = data.get("data") if isinstance(data, dict) else data
+    if not revision or not isinstance(raw, list):
+        return None
+    try:
+        roles = tuple(Role.model_validate(r) for r in raw)
+    except ValueError:
+        return None
+    try:
+        recorded = json.loads((meta.get("annotations") or {}).get(ROLE_HASHES_ANNOTATION, "{}"))
+    except ValueError:
+        recorded = {}
+    hashes = {r.name: str(recorded.get(r.name) or role_template_hash(r)) for r in roles}
+    return Template(revision, roles, hashes)

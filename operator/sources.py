@@ -19,20 +19,24 @@ from typing import Any
 
 from podplug.operator.policy import Policy
 from podplug.operator.spec import PluginSpec, PluginType
-from podplug.runtime import PodplugError
+from podplug.runtime import PluginError
 
 #: (namespace, name) -> the ConfigMap as the API returns it, or None if absent
 ConfigMapReader = Callable[[str, str], Mapping[str, Any] | None]
 
 
-class SourceError(PodplugError):
-    """A module could not be had. ``reason`` is a CamelCase condition reason."""
+class SourceError(PluginError):
+    """A module could not be had: a plugin failure of the ``load`` step whose
+    condition reason (``ModuleNotFound``, ``DigestMismatch``, ...) is given."""
 
-    def __init__(self, plugin: str, reason: str, message: str) -> None:
-        self.plugin = plugin
-        self.reason = reason
-        self.message = message
-        super().__init__(f"plugin {plugin}: {message}")
+    def __init__(self, plugin: str, condition: str, message: str) -> None:
+        self._condition = condition
+        self.kind = "".join(f"_{c.lower()}" if c.isupper() else c for c in condition)[1:]
+        super().__init__(plugin, "load", message)
+
+    @property
+    def condition(self) -> str:
+        return self._condition
 
 
 @dataclass(frozen=True)

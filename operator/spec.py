@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from podplug.runtime.chain import FailurePolicy, Target
+from podplug.runtime.chain import FailurePolicy, Scope, Target
 from podplug.runtime.limits import parse_duration, parse_size
 
 GROUP = "workload.serving.volcano.sh"
@@ -183,18 +183,11 @@ class RolloutStrategy(_Model):
 
 
 class PluginScope(_Model):
-    """Roles is a whitelist (empty: all roles); target picks entry/worker Pods."""
+    """Roles is a whitelist (empty: all roles); target picks entry/worker Pods.
+    The runtime's :class:`~podplug.runtime.Scope` decides (Kthena's shouldRun)."""
 
     roles: list[str] = Field(default_factory=list)
     target: PluginTarget = PluginTarget.ALL
-
-    def applies_to(self, role_name: str, is_entry: bool) -> bool:
-        # Kthena plugins/manager.go shouldRun.
-        if self.roles and role_name not in self.roles:
-            return False
-        if self.target == PluginTarget.ALL:
-            return True
-        return self.target == (PluginTarget.ENTRY if is_entry else PluginTarget.WORKER)
 
 
 class ConfigMapRef(_Model):
@@ -295,13 +288,13 @@ class PluginSpec(_Model):
         """For BuiltIn entries, the name selects the module (as in Kthena's registry)."""
         return self.type == PluginType.BUILT_IN and self.name in BUILTIN_PLUGINS
 
-    def applies_to(self, role_name: str, is_entry: bool) -> bool:
-        """Whether this plugin runs for a Pod of ``role_name`` (Kthena's shouldRun)."""
-        return self.scope is None or self.scope.applies_to(role_name, is_entry)
+    def runtime_scope(self) -> Scope:
+        return Scope(frozenset(self.scope.roles), self.scope.target) if self.scope else Scope()
 
     def applies_to_role(self, role_name: str) -> bool:
         """Whether this plugin can touch any Pod of the role (entry or worker)."""
-        return self.applies_to(role_name, True) or self.applies_to(role_name, False)
+        scope = self.runtime_scope()
+        return scope.matches(role_name, True) or scope.matches(role_name, False)
 
 
 class ModelServingSpec(_Model):

@@ -5,26 +5,33 @@ utils/utils.go SetCondition/newCondition. Per serving group (sorted by ordinal):
 - a Deleting group only counts as progressing;
 - a Running group (every role replica's Pods running and ready) is available,
   any other is progressing;
-- a group whose Pods all carry the update revision is updated, else current.
+- a group at the update revision (its Pods' label; under RoleRollingUpdate,
+  once no role is outdated) is updated, else current.
 
 Conditions keep Kthena's types, reasons and messages (``Available``/
 ``AllGroupsReady``, ``Progressing``/``GroupProgressing``,
-``UpdateInProgress``/``GroupsUpdating``); podplug adds ``PluginsReady``.
+``UpdateInProgress``/``GroupsUpdating``); podplug adds ``PluginsReady``,
+``ReplicaFailure`` (reason ``FailedCreate``, while the API server refuses what
+the operator creates, as a ReplicaSet's) and ``SpecValid`` (False, reason
+``InvalidSpec``, while the spec cannot be served).
 Where we differ on purpose: when a condition keeps its status we still refresh
-its reason and message (Kthena keeps the stale ones), and a condition turned
-False by its exclusive partner takes the partner's reason and message.
+its reason and message (Kthena keeps the stale ones); a condition turned False
+by its exclusive partner takes the partner's reason and message; groups not
+created yet keep ``Available`` False (Kthena only looks at existing groups);
+the replica counts are written as 0 rather than left out.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from podplug.operator import podgen
-from podplug.operator.scaling import Status, ms_partition, observe
+from podplug.operator.observe import Group, Status
+from podplug.operator.scaling import ms_partition
 from podplug.operator.spec import (
     ENTRY_VALUE,
     LABEL_ENTRY,
@@ -33,11 +40,14 @@ from podplug.operator.spec import (
     LABEL_ROLE_ID,
     ModelServing,
 )
+from podplug.runtime import PluginError, truncate
 
 AVAILABLE = "Available"
 PROGRESSING = "Progressing"
 UPDATE_IN_PROGRESS = "UpdateInProgress"
 PLUGINS_READY = "PluginsReady"
+REPLICA_FAILURE = "ReplicaFailure"
+SPEC_VALID = "SpecValid"
 
 _REASONS = {
     AVAILABLE: "AllGroupsReady",
@@ -55,17 +65,6 @@ _EXCLUSIVE = {
     PROGRESSING: {AVAILABLE},
     UPDATE_IN_PROGRESS: {AVAILABLE},
 }
-
-
-@dataclass(frozen=True)
-class PluginFailure:
-    """Why the plugin chain could not run; becomes PluginsReady=False."""
-
-    plugin: str
-    hook: str
-    message: str
-    #: condition reason, CamelCase (e.g. ModuleNotFound, OutOfFuel, MutationDenied)
-    reason: str = "PluginFailed"
 
 
 def now_rfc3339() -> str:
@@ -113,12 +112,29 @@ def _group_conditions(
             _set_condition(conditions, cond["type"], "False", reason, message, now)
 
 
-def _plugins_condition(
-    conditions: list[dict[str, Any]], ms: ModelServing, failure: PluginFailure | None, now: str
-) -> None:
+def _remove_condition(conditions: list[dict[str, Any]], ctype: str) -> None:
+    conditions[:] = [c for c in conditions if c["type"] != ctype]
+
+
+@dataclass(frozen=True)
+class Problems:
+    """What went wrong in the pass, for podplug's own conditions."""
+
+    #: the chain could not be had, or a hook failed with failurePolicy Fail
+    plugin: PluginError | None = None
+    #: "Pod x: <the API server's message>": the last create the API server refused
+    failed_create: str | None = None
+    #: "spec.template.roles[0].maxUnavailable: ..." when the spec cannot be served
+    invalid_spec: str | None = None
+
+
+def _podplug_conditions(conditions: list[dict[str, Any]], ms: ModelServing,
+                        problems: Problems, now: str) -> None:
+    failure = problems.plugin
     if failure is not None:
-        _set_condition(conditions, PLUGINS_READY, "False", failure.reason,
-                       f"plugin {failure.plugin} {failure.hook}: {failure.message}", now)
+        _set_condition(conditions, PLUGINS_READY, "False", failure.condition,
+                       truncate(f"plugin {failure.plugin} {failure.hook}: {failure.describe()}"),
+                       now)
     elif not ms.spec.plugins:
         _set_condition(conditions, PLUGINS_READY, "True", "NoPlugins",
                        "no plugins configured", now)
@@ -126,18 +142,31 @@ def _plugins_condition(
         n = len(ms.spec.plugins)
         _set_condition(conditions, PLUGINS_READY, "True", "PluginsLoaded",
                        f"{n} plugin{'s' if n != 1 else ''} ready", now)
+    # As a ReplicaSet's: present while creating fails, removed once it works.
+    if problems.failed_create is not None:
+        _set_condition(conditions, REPLICA_FAILURE, "True", "FailedCreate",
+                       truncate(problems.failed_create), now)
+    else:
+        _remove_condition(conditions, REPLICA_FAILURE)
+    if problems.invalid_spec is not None:
+        _set_condition(conditions, SPEC_VALID, "False", "InvalidSpec",
+                       truncate(problems.invalid_spec), now)
+    else:
+        _remove_condition(conditions, SPEC_VALID)
 
 
 def compute_status(
     ms: ModelServing,
-    pods: Iterable[Mapping[str, Any]],
+    groups: Sequence[tuple[Group, Status, str]],
     revision: str,
     *,
     previous: Mapping[str, Any] | None = None,
-    plugin_failure: PluginFailure | None = None,
+    problems: Problems = Problems(),
     now: str | None = None,
 ) -> dict[str, Any]:
-    """The new ``status`` for ``ms`` given its Pods and the update revision.
+    """The new ``status`` for ``ms``: its groups (each with its status and
+    revision, from :func:`podplug.operator.plan.group_statuses`, sorted by
+    ordinal) and the update revision.
 
     ``previous`` is the current ``status`` (its conditions and currentRevision
     carry over); ``now`` is an RFC 3339 timestamp for transitions.
@@ -146,15 +175,16 @@ def compute_status(
     previous = previous or {}
     status: dict[str, Any] = {k: v for k, v in previous.items() if k != "conditions"}
     conditions = [dict(c) for c in previous.get("conditions") or []]
-    groups = observe(ms, pods)
     status["labelSelector"] = label_selector(ms)
-    _plugins_condition(conditions, ms, plugin_failure, now)
+    status["observedGeneration"] = ms.metadata.generation
+    _podplug_conditions(conditions, ms, problems, now)
 
     if not groups and ms.spec.replicas > 0:
-        # Nothing created yet: Kthena only records the revisions and selector.
-        status["currentRevision"] = revision
-        status["updateRevision"] = revision
-        status["conditions"] = conditions
+        # Nothing created yet: Kthena records the revisions and the selector;
+        # podplug also the zero counts, so `kubectl get` shows them.
+        status.update(replicas=0, availableReplicas=0, updatedReplicas=0, currentReplicas=0,
+                      currentRevision=revision, updateRevision=revision,
+                      conditions=conditions)
         return status
 
     available = 0
@@ -162,25 +192,29 @@ def compute_status(
     updated: list[int] = []
     current: list[int] = []
     old_revisions: Counter[str] = Counter()
-    for index, g in enumerate(groups):
-        if g.status == Status.DELETING:
+    for index, (_, group_status, group_revision) in enumerate(groups):
+        if group_status == Status.DELETING:
             progressing.append(index)
             continue
-        if g.status == Status.RUNNING:
+        if group_status == Status.RUNNING:
             available += 1
         else:
             progressing.append(index)
-        if not g.is_outdated(revision):
+        if group_revision == revision:
             updated.append(index)
         else:
             current.append(index)
-            stale = Counter(p.revision for p in g.pods if p.revision != revision)
-            old_revisions[min(stale, key=lambda r: (-stale[r], r))] += 1
+            old_revisions[group_revision] += 1
+    missing = max(0, ms.spec.replicas - len(groups))
 
-    if not progressing:
+    if not progressing and not missing:
         _group_conditions(conditions, AVAILABLE, MSG_ALL_READY, now)
     else:
         message = f"{MSG_PROGRESSING}: {_go_ints(progressing)}"
+        if missing:
+            # podplug: a group not created yet (a plugin failing, a quota) is not
+            # available, though Kthena's message only counts existing groups.
+            message += f", {missing} not created yet"
         if len(current) > ms_partition(ms):
             _group_conditions(conditions, UPDATE_IN_PROGRESS,
                               f"{message}, {MSG_UPDATED}: {_go_ints(updated)}", now)
@@ -211,6 +245,5 @@ def compute_status(
     if no_partition and len(updated) == available == len(groups) == want:
         status["currentReplicas"] = len(updated)
 
-    status["observedGeneration"] = ms.metadata.generation
     status["conditions"] = conditions
     return status

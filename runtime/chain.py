@@ -16,7 +16,7 @@ from typing import Any
 
 from . import codec, merge
 from .engine import CompiledModule
-from .errors import ChainConfigError, ConfigInvalid, PluginError, PodplugError
+from .errors import ChainConfigError, InvalidConfig, PluginError, PodplugError
 from .limits import Limits
 from .mutations import READY_OPS, _Op
 
@@ -127,12 +127,23 @@ class Chain:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ChainConfigError(f"duplicate plugin names: {', '.join(dupes)}")
-        self.entries = tuple(entries)
         self._plugin_fields = {e.name: codec.plugin_field(e.name, e.config) for e in entries}
         self._ms_field = codec.model_serving_field(model_serving)
         self._hook_fields = {h: codec.hook_fields(h) for h in ("create", "ready")}
-        for e in self.entries:
-            self._validate_config(e)
+        #: the validate_config calls, and failures of Ignore entries (left out of the chain)
+        self.records: list[CallRecord] = []
+        kept = []
+        for e in entries:
+            try:
+                self._validate_config(e)
+            except PluginError as err:
+                if e.failure_policy is not FailurePolicy.IGNORE:
+                    raise
+                self.records.append(CallRecord(e.name, e.module.digest, "validate_config", 0.0,
+                                               0, 0, "ignored", err))
+                continue
+            kept.append(e)
+        self.entries = tuple(kept)
 
     def _validate_config(self, e: ChainEntry) -> None:
         if "validate_config" not in e.module.hooks:
@@ -141,7 +152,9 @@ class Chain:
         raw = e.module.invoke("validate_config", request, e.limits, e.name)
         valid, message = codec.decode_validation(raw.output, e.name)
         if not valid:
-            raise ConfigInvalid(e.name, "validate_config", message or "rejected")
+            raise InvalidConfig(e.name, "validate_config", message or "rejected")
+        self.records.append(CallRecord(e.name, e.module.digest, "validate_config",
+                                       raw.duration_s, raw.fuel_used, 0, "applied"))
 
     def run_create(self, ctx: PodContext, pod: Mapping[str, Any]) -> ChainResult:
         """Run every create hook in scope; the result Pod carries the audit

@@ -7,6 +7,18 @@ raises these; what to retry is the operator's business.
 
 from __future__ import annotations
 
+#: the most of a plugin's or the API server's text that reaches a status,
+#: an Event or a log line (a condition message may hold 32768 bytes)
+MESSAGE_LIMIT = 1024
+
+
+def truncate(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text) - limit} more characters)"
+    return text[: max(0, limit - len(tail))] + tail
+
 
 class PodplugError(Exception):
     """Root of podplug's errors."""
@@ -14,7 +26,9 @@ class PodplugError(Exception):
 
 class PluginError(PodplugError):
     """A plugin failed. ``reason`` is one line for humans; ``kind`` is a stable
-    machine-readable label (metrics use it as the failure reason)."""
+    machine-readable label (metrics use it as the failure reason) and
+    :attr:`condition` the same in the CamelCase of a Kubernetes condition
+    reason (``out_of_fuel`` -> ``OutOfFuel``)."""
 
     kind = "error"
 
@@ -23,6 +37,10 @@ class PluginError(PodplugError):
         self.hook = hook
         self.reason = " ".join(reason.split())  # exactly one line
         super().__init__(str(self))
+
+    @property
+    def condition(self) -> str:
+        return "".join(part.capitalize() for part in self.kind.split("_")) or "PluginFailed"
 
     def __str__(self) -> str:
         where = f"plugin {self.plugin}" + (f" ({self.hook})" if self.hook else "")
@@ -125,10 +143,10 @@ class PluginReportedError(PluginError):
         return f"plugin error: {self.reason}"
 
 
-class ConfigInvalid(PluginError):
-    """``validate_config`` answered ``{valid: false}``."""
+class InvalidConfig(PluginError):
+    """``validate_config`` answered ``{valid: false}``, or the config is not a map."""
 
-    kind = "config_invalid"
+    kind = "invalid_config"
 
     def describe(self) -> str:
         return f"invalid config: {self.reason}"

@@ -16,9 +16,9 @@ from podplug.runtime import (
     ChainConfigError,
     ChainEntry,
     ChainError,
-    ConfigInvalid,
     Engine,
     FailurePolicy,
+    InvalidConfig,
     MutationDenied,
     PodContext,
     Scope,
@@ -173,7 +173,7 @@ class TestConfig:
         module = engine.load(wasm.returning(
             {"valid": False, "message": "field gpuCount: expected an integer"},
             hooks=("podplug_validate_config", "podplug_on_pod_create")), "v")
-        with pytest.raises(ConfigInvalid, match="invalid config: field gpuCount: expected"):
+        with pytest.raises(InvalidConfig, match="invalid config: field gpuCount: expected"):
             Chain([ChainEntry("gpu", module, config={"gpuCount": "x"})], model_serving)
 
     def test_duplicate_plugin_names_are_refused(self, engine: Engine, model_serving: Any) -> None:
