@@ -468,7 +468,7 @@ def test_the_examples_apply_and_reconcile(
         if d.get("kind") == "ModelServing":
             create(custom, namespace, d)
             ms = ModelServing.parse(d)
-            want = {p.name for p in podgen.all_pods(ms, "r", {r.name: "h" for r in
-                                                                ms.spec.template.roles})}
+            want = {p.name for i in range(ms.spec.replicas) for p in podgen.serving_group_pods(
+                ms, i, "r", {r.name: "h" for r in ms.spec.template.roles})}
             eventually(lambda want=want: want <= set(pods(core, namespace)),
                        what=f"the Pods of {example.name}")

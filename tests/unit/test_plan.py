@@ -55,13 +55,14 @@ def services_of(pods: list[dict[str, Any]]) -> set[str]:
 
 
 def do(ms: ModelServing, pods: list[dict[str, Any]], services: set[str] | None = None,
-       recovery: Recovery = Recovery(), history: dict[str, revision.Template] | None = None,
-       current: str = "", **kw: Any) -> Plan:
+       recovery: Recovery | None = None,
+       history: dict[str, revision.Template] | None = None, current: str = "",
+       **kw: Any) -> Plan:
     sizes = {r.name: r.group_size for r in ms.spec.template.roles}
     obs = observe("llm", "u", pods, services if services is not None else services_of(pods),
                   group_size=sizes)
     revs = Revisions(template(ms), current, history or {})
-    return plan(ms, obs, revs, recovery, **kw)
+    return plan(ms, obs, revs, recovery or Recovery(), **kw)
 
 
 def created(p: Plan) -> list[str]:

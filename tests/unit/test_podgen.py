@@ -9,8 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from podplug.operator import podgen, revision, scaling
+from podplug.operator import podgen, revision
+from podplug.operator.observe import Observed
+from podplug.operator.plan import Revisions
+from podplug.operator.plan import plan as make_plan
 from podplug.operator.spec import ModelServing
+from podplug.runtime import PodContext
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 OWNER = {
@@ -228,9 +232,22 @@ def test_role_without_worker_template_yields_only_its_entry_pod():
 
 def test_pod_plan_carries_the_context_a_plugin_needs():
     entry, worker, _ = pods_of(make_ms(), group=1, role=0)
-    assert (entry.serving_group, entry.role_name, entry.role_id, entry.is_entry,
-            entry.worker_index) == ("llm-1", "prefill", "prefill-0", True, 0)
-    assert (worker.is_entry, worker.worker_index) == (False, 1)
+    assert entry.context == PodContext("llm-1", "prefill", "prefill-0", True)
+    assert entry.worker_index == 0
+    assert (worker.context.is_entry, worker.worker_index) == (False, 1)
+
+
+def test_quantities_reach_the_plugins_in_the_api_servers_canonical_form():
+    ms = make_ms([{"name": "r", "workerReplicas": 0, "entryTemplate": {"spec": {
+        "containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": 1, "cpu": 1.5},
+                                                   "requests": {"memory": "1.5Gi"}}}],
+        "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2048Mi"}}],
+    }}}])
+    (pod,) = pods_of(ms)
+    res = pod.pod["spec"]["containers"][0]["resources"]
+    assert res == {"limits": {"nvidia.com/gpu": "1", "cpu": "1500m"},
+                   "requests": {"memory": "1536Mi"}}
+    assert pod.pod["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] == "2Gi"
 
 
 # --- services ---------------------------------------------------------------
@@ -302,7 +319,8 @@ def test_every_example_is_listed_with_its_expected_counts():
 @pytest.mark.parametrize("filename", sorted(EXPECTED))
 def test_example_parses_and_generates_the_expected_pods_and_services(filename):
     ms = ModelServing.parse(yaml.safe_load((EXAMPLES / filename).read_text()))
-    rev = revision.model_serving_revision(ms.spec)
-    plan = scaling.plan_reconcile(ms, [], rev, revision.role_template_hashes(ms.spec))
-    assert (len(plan.create_pods), len(plan.create_services)) == EXPECTED[filename]
-    assert len({p.name for p in plan.create_pods}) == len(plan.create_pods)
+    p = make_plan(ms, Observed([], set(), []), Revisions(revision.spec_template(ms.spec)))
+    names = [podgen.pod_name(c.group, c.role_id, k) for c in p.creates for k in c.pods]
+    services = [c for c in p.creates if podgen.needs_service(c.role)]
+    assert (len(names), len(services)) == EXPECTED[filename]
+    assert len(set(names)) == len(names)
