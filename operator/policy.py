@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from podplug.runtime import Limits, parse_duration, parse_size
-from podplug.runtime.mutations import GATES
+from podplug.runtime.merge import GATES
 
 
 class PolicyError(ValueError):

@@ -15,8 +15,8 @@ import msgpack
 
 from podplug.runtime import PluginError
 from podplug.runtime.codec import decode_mutations
-from podplug.runtime.merge import merge
-from podplug.runtime.mutations import GATES, OP_MODELS
+from podplug.runtime.merge import GATES, merge
+from podplug.runtime.mutations import OP_MODELS
 
 ATOMS: list[Any] = [None, True, 0, -1, 2**40, 1.5, "", "x", "vllm", "nvidia.com/gpu", "/dev/shm",
                     "modelserving.volcano.sh/role", "ENTRY_ADDRESS", "Exists", "limits", "8",
@@ -65,7 +65,7 @@ def test_random_responses_end_in_ops_or_a_typed_error(pod: dict[str, Any]) -> No
         try:
             ops = decode_mutations(raw, "fuzz", "create")
             merge(ops, pod, plugin="fuzz", hook="create", grants=frozenset(
-                rng.sample(GATES, rng.randint(0, len(GATES)))))
+                rng.sample(list(GATES), rng.randint(0, len(GATES)))))
             outcomes["merged"] += 1
         except PluginError as e:
             assert "\n" not in str(e)
