@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="plugin directory (repeatable; default $PODPLUG_PLUGINS_DIR or "
                    "/etc/podplug/plugins, then the shipped plugins)")
     p.add_argument("--configmap", action="append", default=[], metavar="FILE",
-                   help="ConfigMap manifest(s) standing in for the namespace's (repeatable)")
+                   help="ConfigMap manifest(s) standing in for the namespace's (repeatable); "
+                   "Namespace manifests there give the labels grants select on")
     p.add_argument("--policy", metavar="FILE", help="operator policy (default: built-in)")
     p.add_argument("--namespace", "-n", default="default",
                    help="namespace of ModelServings that name none (default %(default)s)")
@@ -52,15 +53,15 @@ def _documents(path: str) -> list[dict[str, Any]]:
 def render(args: argparse.Namespace) -> int:
     docs = _documents(args.file)
     configmaps = {}
-    for f in args.configmap:
-        for d in _documents(f):
-            if d.get("kind") == "ConfigMap":
-                meta = d.get("metadata") or {}
-                configmaps[(meta.get("namespace", args.namespace), meta.get("name"))] = d
-    for d in docs:  # ConfigMaps may sit beside the ModelServing in one file
+    namespaces: dict[str, dict[str, str]] = {}
+    # ConfigMaps and Namespaces may sit beside the ModelServing in one file.
+    for d in [*(d for f in args.configmap for d in _documents(f)), *docs]:
+        meta = d.get("metadata") or {}
         if d.get("kind") == "ConfigMap":
-            meta = d.get("metadata") or {}
             configmaps[(meta.get("namespace", args.namespace), meta.get("name"))] = d
+        elif d.get("kind") == "Namespace":
+            name = str(meta.get("name"))  # the API server adds the name label itself
+            namespaces[name] = {"kubernetes.io/metadata.name": name, **(meta.get("labels") or {})}
     try:
         policy = Policy.load(args.policy)
     except PolicyError as e:
@@ -72,7 +73,8 @@ def render(args: argparse.Namespace) -> int:
     out: list[dict[str, Any]] = []
     with Engine() as engine:
         chains = Chains(engine, PluginDirectory(dirs), policy,
-                        lambda ns, name: configmaps.get((ns, name)))
+                        lambda ns, name: configmaps.get((ns, name)),
+                        lambda ns: namespaces.get(ns, {"kubernetes.io/metadata.name": ns}))
         for obj in objs:
             obj.setdefault("metadata", {}).setdefault("namespace", args.namespace)
             out.extend(_render_one(obj, chains))

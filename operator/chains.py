@@ -4,10 +4,11 @@ per generation and module digests, then reused for every Pod."""
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from cachetools import LRUCache, TTLCache
 
 from podplug.operator.policy import Policy
 from podplug.operator.revision import PluginDigest
@@ -24,6 +25,12 @@ from podplug.runtime import (
 )
 
 _CACHE_SIZE = 256
+#: how long a namespace's labels are trusted before they are read again (a
+#: label change regrants within this time; a ModelServing's resync is 60 s)
+_LABELS_TTL_S = 10.0
+
+#: namespace -> its labels ({} when it does not exist)
+NamespaceLabelsReader = Callable[[str], Mapping[str, str]]
 
 
 def reason_of(err: PluginError) -> str:
@@ -55,13 +62,28 @@ def model_serving_view(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 class Chains:
     def __init__(self, engine: Engine, directory: PluginDirectory, policy: Policy,
-                 read_configmap: ConfigMapReader) -> None:
+                 read_configmap: ConfigMapReader,
+                 namespace_labels: NamespaceLabelsReader | None = None) -> None:
         self.engine = engine
         self.directory = directory
         self.policy = policy
         self.read_configmap = read_configmap
-        self._cache: OrderedDict[tuple[Any, ...], ResolvedChain] = OrderedDict()
+        self.read_namespace_labels = namespace_labels or (lambda ns: {})
+        self._cache: LRUCache[tuple[Any, ...], ResolvedChain] = LRUCache(_CACHE_SIZE)
+        self._labels: TTLCache[str, Mapping[str, str]] = TTLCache(4096, _LABELS_TTL_S)
         self._lock = threading.Lock()
+
+    def _namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        """The namespace's labels when a grant depends on them (else None)."""
+        if not self.policy.needs_namespace_labels:
+            return None
+        with self._lock:
+            hit = self._labels.get(namespace)
+        if hit is None:
+            hit = dict(self.read_namespace_labels(namespace))
+            with self._lock:
+                self._labels[namespace] = hit
+        return hit
 
     def resolve(self, ms: ModelServing, obj: Mapping[str, Any]) -> ResolvedChain:
         """The chain for this ModelServing. Raises :class:`ChainUnavailable`."""
@@ -75,14 +97,19 @@ class Chains:
                                                      e.reason)) from e
         digests = [(entry, src.digest) for entry, src in zip(ms.spec.plugins, sources,
                                                                strict=True)]
+        labels = self._namespace_labels(ms.namespace)
+        grants = tuple(self.policy.grants_for(namespace=ms.namespace, namespace_labels=labels,
+                                              directory_name=src.directory_name,
+                                              digest=src.digest) for src in sources)
         meta = obj.get("metadata") or {}
-        key = (meta.get("uid"), meta.get("generation"), tuple(d for _, d in digests))
+        # Grants are part of the key: a namespace relabelled out of a grant gets
+        # a chain without it.
+        key = (meta.get("uid"), meta.get("generation"), tuple(d for _, d in digests), grants)
         cacheable = key[0] is not None and key[1] is not None
         if cacheable:
             with self._lock:
                 hit = self._cache.get(key)
                 if hit is not None:
-                    self._cache.move_to_end(key)
                     return hit
         for entry in ms.spec.plugins:
             if entry.config is not None and not isinstance(entry.config, dict):
@@ -90,7 +117,7 @@ class Chains:
                                                      "config must be a map", "InvalidConfig"))
         entries = []
         try:
-            for entry, src in zip(ms.spec.plugins, sources, strict=True):
+            for entry, src, granted in zip(ms.spec.plugins, sources, grants, strict=True):
                 module = self.engine.load(src.wasm, entry.name)
                 limits = self.policy.limits
                 if entry.limits is not None:
@@ -106,8 +133,7 @@ class Chains:
                     scope=scope,
                     failure_policy=entry.failure_policy,
                     limits=limits,
-                    grants=self.policy.grants_for(directory_name=src.directory_name,
-                                                  digest=src.digest),
+                    grants=granted,
                 ))
             resolved = ResolvedChain(Chain(entries, model_serving_view(obj)), digests)
         except PluginError as e:
@@ -119,6 +145,4 @@ class Chains:
         if cacheable:
             with self._lock:
                 self._cache[key] = resolved
-                while len(self._cache) > _CACHE_SIZE:
-                    self._cache.popitem(last=False)
         return resolved

@@ -47,7 +47,8 @@ class Controller:
         self.engine = Engine()
         self.directory = PluginDirectory(config.plugin_dirs)
         self.metrics = Metrics()
-        self.chains = Chains(self.engine, self.directory, config.policy, self.kube.read_configmap)
+        self.chains = Chains(self.engine, self.directory, config.policy, self.kube.read_configmap,
+                             self.kube.namespace_labels)
         self.reconciler = Reconciler(self.kube, self.chains, self.metrics)
         self.queue = WorkQueue()
         self._known: set[tuple[str, str]] = set()

@@ -102,6 +102,16 @@ class Kube:
                 return None
             raise
 
+    def namespace_labels(self, name: str) -> dict[str, str]:
+        """A namespace's labels ({} if it is gone): grants may select on them."""
+        try:
+            ns = _json(self.core.read_namespace(name, _preload_content=False))
+        except ApiException as e:
+            if e.status == 404:
+                return {}
+            raise
+        return dict((ns.get("metadata") or {}).get("labels") or {})
+
     # Events
 
     def event(self, obj: Mapping[str, Any], kind: str, reason: str, message: str,
