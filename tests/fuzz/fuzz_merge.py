@@ -115,11 +115,18 @@ def _volume_allowed(volume: dict[str, Any], grants: frozenset[str]) -> bool:
 
 
 def _privileged(c: dict[str, Any]) -> bool:
+    """Conservative: anything odd in a securityContext counts as privileged."""
     sc = c.get("securityContext") or {}
+    if not isinstance(sc, dict):
+        return True
+    caps = sc.get("capabilities") or {}
+    seccomp = sc.get("seccompProfile") or {}
     return bool(
         set(sc) - SAFE_SECURITY or sc.get("allowPrivilegeEscalation")
-        or (sc.get("capabilities") or {}).get("add")
-        or any(isinstance(p, dict) and p.get("hostPort") for p in c.get("ports") or ())
+        or not isinstance(caps, dict) or set(caps) - {"drop"}
+        or not isinstance(seccomp, dict) or seccomp.get("type") in ("Unconfined",)
+        or any(not isinstance(p, dict) or p.get("hostPort") or p.get("hostIP")
+               for p in c.get("ports") or ())
         or "volumeDevices" in c)
 
 
