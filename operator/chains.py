@@ -3,6 +3,7 @@ per generation and module digests, then reused for every Pod."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from podplug.runtime import (
     Scope,
 )
 
-_CACHE_SIZE = 256
 #: how long a namespace's labels are trusted before they are read again (a
 #: label change regrants within this time; a ModelServing's resync is 60 s)
 _LABELS_TTL_S = 10.0
@@ -69,7 +69,10 @@ class Chains:
         self.policy = policy
         self.read_configmap = read_configmap
         self.read_namespace_labels = namespace_labels or (lambda ns: {})
-        self._cache: LRUCache[tuple[Any, ...], ResolvedChain] = LRUCache(_CACHE_SIZE)
+        # Bounded in plugin entries, not chains: each keeps its compiled modules
+        # alive, and the policy bounds those.
+        self._cache: LRUCache[tuple[Any, ...], ResolvedChain] = LRUCache(
+            policy.max_modules, getsizeof=lambda c: max(1, len(c.chain.entries)))
         self._labels: TTLCache[str, Mapping[str, str]] = TTLCache(4096, _LABELS_TTL_S)
         self._lock = threading.Lock()
 
@@ -143,6 +146,6 @@ class Chains:
         except ChainConfigError as e:
             raise ChainUnavailable(PluginFailure("-", "load", str(e), "InvalidChain")) from e
         if cacheable:
-            with self._lock:
+            with self._lock, contextlib.suppress(ValueError):  # larger than the whole cache
                 self._cache[key] = resolved
         return resolved

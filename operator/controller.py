@@ -44,9 +44,11 @@ class Controller:
     def __init__(self, config: OperatorConfig, api_client: client.ApiClient) -> None:
         self.config = config
         self.kube = Kube(api_client)
-        self.engine = Engine()
+        self.engine = Engine(max_modules=config.policy.max_modules,
+                             max_disk_bytes=config.policy.max_disk_bytes)
         self.directory = PluginDirectory(config.plugin_dirs)
         self.metrics = Metrics()
+        self.metrics.compiled_modules.set_function(lambda: self.engine.cached_modules)
         self.chains = Chains(self.engine, self.directory, config.policy, self.kube.read_configmap,
                              self.kube.namespace_labels)
         self.reconciler = Reconciler(self.kube, self.chains, self.metrics)

@@ -17,6 +17,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from podplug.operator.spec import GROUP, KIND, PLURAL, VERSION
+from podplug.runtime import truncate
 
 
 def _json(resp: Any) -> Any:
@@ -125,7 +126,7 @@ class Kube:
                                "kind": kind, "name": meta.get("name"),
                                "namespace": meta.get("namespace"), "uid": meta.get("uid")},
             "reason": reason,
-            "message": message[:1024],
+            "message": truncate(message),
             "type": type_,
             "source": {"component": "podplug"},
             "firstTimestamp": now,

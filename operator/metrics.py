@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from podplug.runtime import CallRecord
 
@@ -26,6 +26,9 @@ class Metrics:
                                     ["namespace"], registry=r)
         self.reconciles = Counter("podplug_reconciles", "ModelServing reconcile passes.",
                                   ["result"], registry=r)
+        self.compiled_modules = Gauge("podplug_compiled_modules",
+                                      "Compiled modules the engine keeps in memory.",
+                                      registry=r)
 
     def observe(self, records: Iterable[CallRecord]) -> None:
         for rec in records:

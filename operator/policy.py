@@ -7,6 +7,10 @@ limits:                      # defaults per hook call; a ModelServing may lower 
   fuel: 50000000
   memory: 64Mi
   timeout: 1s
+  configSize: 64Ki           # a plugin entry's config, encoded; larger ones are refused
+moduleCache:                 # compiled modules, least recently used evicted first
+  maxModules: 256            # in memory
+  maxDiskBytes: 512Mi        # on disk
 namespacePlugins:
   allowed: false             # may a ModelServing load a module from a ConfigMap in its namespace?
   requireSha256: true        # ...and must it pin the module's digest?
@@ -134,6 +138,11 @@ class Policy:
     namespace_plugins_allowed: bool = False
     require_sha256: bool = True
     grants: tuple[GrantRule, ...] = ()
+    #: compiled modules kept in memory by the engine, and (counted in plugin
+    #: entries) by the chains cached per ModelServing: LRU by digest
+    max_modules: int = 256
+    #: bytes of compiled modules kept on disk, least recently used deleted first
+    max_disk_bytes: int = 512 << 20
 
     @property
     def needs_namespace_labels(self) -> bool:
@@ -161,18 +170,28 @@ class Policy:
     def from_dict(cls, raw: Any, where: str = "policy") -> Policy:
         if not isinstance(raw, dict):
             raise PolicyError(f"{where}: expected a map")
-        _only(raw, {"limits", "namespacePlugins", "grants"}, where)
+        _only(raw, {"limits", "namespacePlugins", "grants", "moduleCache"}, where)
         base = Limits()
         lim = raw.get("limits") or {}
-        _only(lim, {"fuel", "memory", "timeout"}, f"{where}: limits")
+        _only(lim, {"fuel", "memory", "timeout", "configSize"}, f"{where}: limits")
+        cache = raw.get("moduleCache") or {}
+        _only(cache, {"maxModules", "maxDiskBytes"}, f"{where}: moduleCache")
         try:
             limits = Limits(
                 fuel=int(lim.get("fuel", base.fuel)),
                 memory_bytes=parse_size(lim.get("memory", base.memory_bytes)),
                 timeout_s=parse_duration(lim.get("timeout", base.timeout_s)),
+                max_config_bytes=parse_size(lim.get("configSize", base.max_config_bytes)),
             )
         except (TypeError, ValueError) as e:
             raise PolicyError(f"{where}: limits: {e}") from None
+        try:
+            max_modules = int(cache.get("maxModules", cls.max_modules))
+            max_disk = parse_size(cache.get("maxDiskBytes", cls.max_disk_bytes))
+            if max_modules < 1 or max_disk < 0:
+                raise ValueError("maxModules must be at least 1, maxDiskBytes at least 0")
+        except (TypeError, ValueError) as e:
+            raise PolicyError(f"{where}: moduleCache: {e}") from None
         ns = raw.get("namespacePlugins") or {}
         _only(ns, {"allowed", "requireSha256"}, f"{where}: namespacePlugins")
         return cls(
@@ -180,6 +199,8 @@ class Policy:
             namespace_plugins_allowed=_bool(ns, "allowed", False, where),
             require_sha256=_bool(ns, "requireSha256", True, where),
             grants=_grants(raw.get("grants") or [], f"{where}: grants"),
+            max_modules=max_modules,
+            max_disk_bytes=max_disk,
         )
 
 

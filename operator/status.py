@@ -33,6 +33,7 @@ from podplug.operator.spec import (
     LABEL_ROLE_ID,
     ModelServing,
 )
+from podplug.runtime import truncate
 
 AVAILABLE = "Available"
 PROGRESSING = "Progressing"
@@ -118,7 +119,8 @@ def _plugins_condition(
 ) -> None:
     if failure is not None:
         _set_condition(conditions, PLUGINS_READY, "False", failure.reason,
-                       f"plugin {failure.plugin} {failure.hook}: {failure.message}", now)
+                       truncate(f"plugin {failure.plugin} {failure.hook}: {failure.message}"),
+                       now)
     elif not ms.spec.plugins:
         _set_condition(conditions, PLUGINS_READY, "True", "NoPlugins",
                        "no plugins configured", now)

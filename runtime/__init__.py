@@ -18,6 +18,7 @@ from .errors import (
     AbiMismatch,
     ChainConfigError,
     ConfigInvalid,
+    ConfigTooLarge,
     DeadlineExceeded,
     ForbiddenImport,
     InvalidInput,
@@ -31,14 +32,16 @@ from .errors import (
     PluginReportedError,
     PodplugError,
     Trap,
+    truncate,
 )
 from .limits import Limits, parse_duration, parse_size
 
 __all__ = [
     "AUDIT_ANNOTATION", "AbiMismatch", "CallRecord", "Chain", "ChainConfigError", "ChainEntry",
-    "ChainError", "ChainResult", "CompiledModule", "ConfigInvalid", "DeadlineExceeded", "Engine",
+    "ChainError", "ChainResult", "CompiledModule", "ConfigInvalid", "ConfigTooLarge",
+    "DeadlineExceeded", "Engine",
     "FailurePolicy", "ForbiddenImport", "InvalidInput", "InvalidOutput", "Limits", "LoadError",
     "MemoryLimit", "MissingExport", "ModuleInfo", "MutationDenied", "OutOfFuel", "PluginError",
     "PluginReportedError", "PodContext", "PodplugError", "RawCall", "Scope", "Target", "Trap",
-    "parse_duration", "parse_size",
+    "parse_duration", "parse_size", "truncate",
 ]

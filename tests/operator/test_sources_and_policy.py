@@ -154,7 +154,16 @@ class TestPolicy:
                            digest="d")
         assert got == ({"args"} if granted else frozenset())
 
+    def test_the_module_cache_and_config_size_are_the_policys(self) -> None:
+        p = Policy.from_dict({"limits": {"configSize": "8Ki"},
+                              "moduleCache": {"maxModules": 3, "maxDiskBytes": "1Mi"}})
+        assert (p.limits.max_config_bytes, p.max_modules, p.max_disk_bytes) == (
+            8192, 3, 1 << 20)
+        assert (Policy().max_modules, Policy().max_disk_bytes) == (256, 512 << 20)
+
     @pytest.mark.parametrize(("text", "message"), [
+        ("moduleCache: {maxModules: 0}", "moduleCache: maxModules must be at least 1"),
+        ("moduleCache: {size: 1}", "unknown field 'size'"),
         ("limits: {fuel: lots}", "limits"),
         ("limitz: {}", "unknown field 'limitz'"),
         ("grants: [{namespaces: [a], plugins: [x], allow: [root]}]",
@@ -223,6 +232,22 @@ class TestChains:
             labels = {}
             chains._labels.clear()  # the label cache's TTL has passed
             assert chains.resolve(*ms(plugins)).chain.entries[0].grants == frozenset()
+
+    def test_cached_chains_hold_at_most_max_modules_plugin_entries(
+        self, plugin_dir: Path
+    ) -> None:
+        policy = Policy.from_dict({"moduleCache": {"maxModules": 2}})
+        plugins = [{"name": "gpu", "type": "Wasm", "module": {"plugin": "nvidia-gpu-defaults"}}]
+        with Engine(disk_cache=False, max_modules=2) as engine:
+            chains = Chains(engine, PluginDirectory([plugin_dir]), policy, lambda ns, n: None)
+            first = chains.resolve(*ms(plugins, generation=1))
+            chains.resolve(*ms(plugins, generation=2))
+            chains.resolve(*ms(plugins, generation=3))  # evicts generation 1
+            assert chains.resolve(*ms(plugins, generation=1)) is not first
+            three = plugins + [{"name": f"l{i}", "type": "Wasm", "module": {
+                "plugin": "lws-standard-labels"}} for i in range(2)]
+            big = chains.resolve(*ms(three, generation=4))  # larger than the cache: not kept
+            assert chains.resolve(*ms(three, generation=4)) is not big
 
     def test_entry_limits_only_lower_the_policy(self, plugin_dir: Path) -> None:
         with Engine(disk_cache=False) as engine:

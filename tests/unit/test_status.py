@@ -173,3 +173,13 @@ def test_conditions_satisfy_the_crd_condition_schema():
         assert re.match(item["properties"]["reason"]["pattern"], c["reason"])
         assert re.match(item["properties"]["type"]["pattern"], c["type"])
         assert c["status"] in item["properties"]["status"]["enum"]
+
+
+def test_a_long_plugin_failure_fits_the_condition_and_says_it_was_cut():
+    ms = make_ms()
+    failure = status.PluginFailure("bad", "create", "plugin error: " + "x" * 200_000, "Boom")
+    st = status.compute_status(ms, [], REV, plugin_failure=failure, now=T0)
+    message = cond(st, status.PLUGINS_READY)["message"]
+    assert len(message) <= 1024
+    assert message.startswith("plugin bad create: plugin error: xxx")
+    assert message.endswith("characters, truncated]")
