@@ -2,7 +2,8 @@
 
 Fixtures: ``cluster`` (session; podplug's CRDs installed), ``api`` (session
 ApiClient as system:masters), ``core`` and ``custom`` (API groups over it) and
-``namespace`` (a new namespace's name, emptied and deleted after the test).
+``namespace`` (a new namespace's name, emptied and deleted after the test;
+``new_namespace(labels)`` makes more).
 
 If the binaries are missing every test here fails with the way to build them
 (`make controlplane`); nothing is skipped. `make test` builds them first.
