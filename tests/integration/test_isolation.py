@@ -14,9 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
-from test_operator import GROUP, PLURAL, VERSION, Operator, condition, eventually, ms_status, pods
+from test_operator import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Operator,
+    condition,
+    eventually,
+    ms_status,
+    operators,
+    pods,
+)
 
 from podplug.devcluster.cluster import LocalCluster
 from podplug.devcluster.pods import events_for
@@ -41,26 +50,7 @@ def plugin_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def operator(cluster: LocalCluster, plugin_dir: Path, tmp_path: Path) -> Iterator[Start]:
     """Starts `podplug operator` watching the given namespaces with a policy."""
-    started: list[Operator] = []
-
-    def start(namespaces: list[str], policy: dict[str, Any] | None = None,
-              env: dict[str, str] | None = None) -> Operator:
-        policy_file = tmp_path / "policy.yaml"
-        policy_file.write_text(yaml.safe_dump(policy or {}))
-        op = Operator(cluster, namespaces[0], plugin_dir, policy_file, tmp_path / "operator.log")
-        for ns in namespaces[1:]:
-            op.argv += ["-n", ns]
-        op.env.update(env or {})
-        op.start()
-        started.append(op)
-        return op
-
-    yield start
-    for op in started:
-        op.stop()
-    log = tmp_path / "operator.log"
-    if log.exists():  # shown by pytest only when the test failed
-        print(log.read_text()[-6000:])
+    yield from operators(cluster, plugin_dir, tmp_path)
 
 
 def small_ms(name: str, plugins: list[dict[str, Any]],
