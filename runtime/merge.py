@@ -36,7 +36,8 @@ GATES: dict[str, str] = {
     "args": "`setArgs`: replace a container's `args`",
     "capabilities": "`addCapabilities`: add Linux capabilities to a container",
     "replaceVolumes": "`addVolume` of a name the Pod already had (from the template or an "
-                      "earlier plugin): replace that volume under the template's mounts",
+                      "earlier plugin), or `addVolumeMount` over a mount a container already "
+                      "had at that path: change what the template's containers see there",
     "priorityClass": "`setPriorityClassName`, except the reserved `system-` classes",
     "hostPath": "`hostPath` volumes, and mounting them",
     "secrets": "`secret` volumes, `secret` sources of `projected` volumes, mounting them, "
@@ -114,6 +115,8 @@ class _State:
     init_containers: set[str]
     #: name -> the volume, so a mount can be checked against its source
     volumes: dict[str, Mapping[str, Any]]
+    #: (container, mountPath) -> the mount the Pod had there
+    template_mounts: dict[tuple[str, str], Mapping[str, Any]]
 
     @classmethod
     def of(cls, pod: Mapping[str, Any], grants: frozenset[str]) -> _State:
@@ -127,6 +130,9 @@ class _State:
             containers=set(names),
             init_containers={c.get("name", "") for c in spec.get("initContainers") or ()},
             volumes=volumes,
+            template_mounts={(c.get("name", ""), vm.get("mountPath", "")): vm
+                             for c in spec.get("containers") or ()
+                             for vm in c.get("volumeMounts") or () if isinstance(vm, dict)},
         )
 
 
@@ -263,6 +269,13 @@ def _check_mount(mount: Mapping[str, Any], st: _State) -> None:
 def _ck_mount(op: m.AddVolumeMount, st: _State) -> None:
     _ck_container(op, st)
     _check_mount(op.mount, st)
+    path = op.mount["mountPath"]
+    for name in [op.container] if op.container is not None else sorted(st.containers):
+        had = st.template_mounts.get((name, path))
+        if had is not None and had != op.mount:
+            # Another volume at the template's path: the same swap as replacing the volume.
+            _need("replaceVolumes", f"replacing the mount at {path} of container {name!r} "
+                  "(in the Pod before this plugin)", st.grants)
 
 
 def _ck_node_selector(op: m.SetNodeSelector | m.RemoveNodeSelector, st: _State) -> None:
@@ -657,8 +670,9 @@ RULES: dict[str, Rule] = {
                          "delete the volume and every mount of it"),
     "addVolumeMount": Rule(_ck_mount, _ap_add_mount, (f"{_C}.volumeMounts",),
                            "add `mount` (a VolumeMount), replacing one at the same "
-                           "`mountPath`; its volume must exist, and mounting it needs the "
-                           "grant its source needs"),
+                           "`mountPath` (one the Pod already had needs `replaceVolumes`); its "
+                           "volume must exist, and mounting it needs the grant its source "
+                           "needs"),
     "removeVolumeMount": Rule(_ck_container, _ap_remove_mount, (f"{_C}.volumeMounts",),
                               "delete the mount at `mountPath`"),
     "setNodeSelector": Rule(_ck_node_selector, _ap_set_map(_node_selector),

@@ -160,6 +160,8 @@ def check_invariants(before: dict[str, Any], after: dict[str, Any],
             for m in c.get("volumeMounts") or []:
                 if old_mounts.get(m.get("mountPath")) == m:
                     continue
+                _ensure(m.get("mountPath") not in old_mounts or "replaceVolumes" in grants,
+                        f"template mount {m.get('mountPath')} replaced without replaceVolumes")
                 v = volumes.get(m.get("name"))
                 _ensure(v is not None and _volume_allowed(v, grants),
                         f"mount {m} of {v} under grants {set(grants)}")

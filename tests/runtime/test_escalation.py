@@ -59,6 +59,11 @@ GAPS: list[tuple[str, list[dict[str, Any]], set[str], str | None, str]] = [
         {"op": "removeVolume", "name": "models"},
         {"op": "addVolume", "volume": {"name": "models", "emptyDir": {}}}], set(),
      "replaceVolumes", "needs the 'replaceVolumes' grant"),
+    ("redirecting a template mount to another volume", [
+        {"op": "addVolume", "volume": {"name": "other", "configMap": {"name": "attacker"}}},
+        {"op": "addVolumeMount", "container": "vllm",
+         "mount": {"name": "other", "mountPath": "/models"}}], set(), "replaceVolumes",
+     "replacing the mount at /models of container 'vllm' (in the Pod before this plugin)"),
     ("a priority class", [{"op": "setPriorityClassName", "value": "high"}], set(),
      "priorityClass", "needs the 'priorityClass' grant"),
     ("system-node-critical", [{"op": "setPriorityClassName", "value": "system-node-critical"}],
@@ -105,6 +110,7 @@ GAPS: list[tuple[str, list[dict[str, Any]], set[str], str | None, str]] = [
 def pod_with_secret(pod: dict[str, Any]) -> dict[str, Any]:
     pod["spec"]["volumes"].append({"name": "template-creds",
                                    "secret": {"secretName": "app-creds"}})
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "models", "mountPath": "/models"}]
     return pod
 
 
