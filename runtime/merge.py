@@ -405,6 +405,12 @@ def _ck_caps(op: m.AddCapabilities, st: _State) -> None:
     for c in op.capabilities:
         if not _CAPABILITY.match(c):
             raise Denied(f"capability {c!r} is not valid")
+    # An added container with capabilities is a privileged one, however it got them
+    # (found by the fuzzer: addContainer, then addCapabilities on it).
+    for name in [op.container] if op.container is not None else sorted(st.containers):
+        if name not in st.template_containers:
+            _need("privilegedContainers", f"adding capabilities to added container {name!r}",
+                  st.grants)
 
 
 def _ck_nothing(op: m._Op, st: _State) -> None:
@@ -711,7 +717,8 @@ RULES: dict[str, Rule] = {
     "setArgs": Rule(_ck_container, _ap_args, (f"{_C}.args",),
                     "replace the container's `args`", gate="args"),
     "addCapabilities": Rule(_ck_caps, _ap_caps, (f"{_C}.securityContext.capabilities.add",),
-                            "add Linux capabilities to `securityContext.capabilities.add`",
+                            "add Linux capabilities to `securityContext.capabilities.add`; "
+                            "to a container a plugin added, only with `privilegedContainers`",
                             gate="capabilities"),
 }
 assert set(RULES) == set(m.OP_MODELS), "every op needs a rule"

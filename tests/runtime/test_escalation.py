@@ -76,6 +76,10 @@ GAPS: list[tuple[str, list[dict[str, Any]], set[str], str | None, str]] = [
     ("a sidecar adding capabilities", [sidecar(securityContext={
         "capabilities": {"add": ["SYS_ADMIN"]}})], {"sidecars", "capabilities"},
      "privilegedContainers", "securityContext.capabilities.add"),
+    ("capabilities added to a sidecar after it was added", [
+        sidecar(), {"op": "addCapabilities", "capabilities": ["SYS_ADMIN"]}],
+     {"sidecars", "capabilities"}, "privilegedContainers",
+     "adding capabilities to added container 'helper' needs the 'privilegedContainers'"),
     ("a sidecar allowing privilege escalation", [sidecar(securityContext={
         "allowPrivilegeEscalation": True})], {"sidecars"}, "privilegedContainers",
      "securityContext.allowPrivilegeEscalation"),
