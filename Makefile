@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PODPLUG := $(VENV)/bin/podplug
 export PODPLUG_CACHE_DIR ?= $(HOME)/.cache/podplug
 
-.PHONY: venv deps test test-unit demo controlplane lint bench clean
+.PHONY: venv deps test test-unit demo controlplane lint bench fuzz clean
 
 # A stamp keyed on pyproject.toml: the venv is rebuilt only when deps change.
 $(VENV)/.stamp: pyproject.toml
@@ -43,5 +43,14 @@ demo: deps venv controlplane
 bench: venv
 	$(PY) bench/run.py
 
+# Coverage-guided fuzzing of the response decoder, op validator and merge
+# (tests/fuzz/fuzz_merge.py). New inputs go to .fuzz/corpus, crashes to .fuzz/;
+# the committed seeds in tests/fuzz/corpus are only read.
+FUZZ_SECONDS ?= 600
+fuzz: venv
+	@mkdir -p .fuzz/corpus
+	$(PY) tests/fuzz/fuzz_merge.py .fuzz/corpus tests/fuzz/corpus \
+	  -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz/ -print_final_stats=1
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .fuzz

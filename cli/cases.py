@@ -6,6 +6,7 @@ A case is a YAML file (or one document of a multi-document file):
 name: entry pod gets one GPU           # default: the file name
 hook: create                           # create (default) or ready
 config: {gpuCount: 1}                  # the plugin's config
+grants: [hostPath]                     # gated mutation kinds the case needs (with --grant)
 request:                               # like `podplug run --request`
   roleName: decode
   isEntry: true
@@ -102,8 +103,10 @@ def run_case(module: CompiledModule, case: Case, args: argparse.Namespace) -> st
     request = doc.get("request") or {}
     pod = request.get("pod") or {}
     name = Path(args.plugin).stem
+    # A case may name the grants it needs (a plugin feature behind a gate).
+    grants = frozenset(args.grant) | frozenset(doc.get("grants") or ())
     entry = ChainEntry(name, module, config=doc.get("config") or {},
-                       limits=limits_from(args), grants=frozenset(args.grant))
+                       limits=limits_from(args), grants=grants)
     try:
         chain = Chain([entry], request.get("modelServing") or _default_model_serving(pod))
     except InvalidConfig as e:

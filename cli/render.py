@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="plugin directory (repeatable; default $PODPLUG_PLUGINS_DIR or "
                    "/etc/podplug/plugins, then the shipped plugins)")
     p.add_argument("--configmap", action="append", default=[], metavar="FILE",
-                   help="ConfigMap manifest(s) standing in for the namespace's (repeatable)")
+                   help="ConfigMap manifest(s) standing in for the namespace's (repeatable); "
+                   "Namespace manifests there give the labels grants select on")
     p.add_argument("--policy", metavar="FILE", help="operator policy (default: built-in)")
     p.add_argument("--namespace", "-n", default="default",
                    help="namespace of ModelServings that name none (default %(default)s)")
@@ -58,16 +59,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def render(args: argparse.Namespace) -> int:
     docs = yaml_documents(args.file)
     configmaps = {}
-    for f in args.configmap:
-        docs_cm = yaml_documents(f)
-        for d in docs_cm:
-            if d.get("kind") == "ConfigMap":
-                meta = d.get("metadata") or {}
-                configmaps[(meta.get("namespace", args.namespace), meta.get("name"))] = d
-    for d in docs:  # ConfigMaps may sit beside the ModelServing in one file
+    namespaces: dict[str, dict[str, str]] = {}
+    # ConfigMaps and Namespaces may sit beside the ModelServing in one file.
+    for d in [*(d for f in args.configmap for d in yaml_documents(f)), *docs]:
+        meta = d.get("metadata") or {}
         if d.get("kind") == "ConfigMap":
-            meta = d.get("metadata") or {}
             configmaps[(meta.get("namespace", args.namespace), meta.get("name"))] = d
+        elif d.get("kind") == "Namespace":
+            name = str(meta.get("name"))  # the API server adds the name label itself
+            namespaces[name] = {"kubernetes.io/metadata.name": name, **(meta.get("labels") or {})}
     try:
         policy = Policy.load(args.policy)
     except PolicyError as e:
@@ -79,7 +79,8 @@ def render(args: argparse.Namespace) -> int:
     out: list[dict[str, Any]] = []
     with Engine() as engine:
         chains = Chains(engine, PluginDirectory(dirs), policy,
-                        lambda ns, name: configmaps.get((ns, name)))
+                        lambda ns, name: configmaps.get((ns, name)),
+                        lambda ns: namespaces.get(ns, {"kubernetes.io/metadata.name": ns}))
         for obj in objs:
             obj.setdefault("metadata", {}).setdefault("namespace", args.namespace)
             out.extend(render_one(obj, chains, policy, volcano=args.volcano))

@@ -16,7 +16,7 @@ from podplug.runtime import (
     PodContext,
 )
 from podplug.runtime.abi import LOG_LEVEL_NAMES
-from podplug.runtime.mutations import GATES
+from podplug.runtime.merge import GATES
 
 from ._common import add_limit_options, dump, json_or_file, limits_from, read_bytes, read_document
 from .main import UsageError

@@ -3,11 +3,13 @@ per generation and module digests, then reused for every Pod."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from cachetools import LRUCache, TTLCache
 
 from podplug.operator.policy import Policy
 from podplug.operator.revision import PluginDigest
@@ -23,7 +25,12 @@ from podplug.runtime import (
     PluginError,
 )
 
-_CACHE_SIZE = 256
+#: how long a namespace's labels are trusted before they are read again (a
+#: label change regrants within this time; a ModelServing's resync is 60 s)
+_LABELS_TTL_S = 10.0
+
+#: namespace -> its labels ({} when it does not exist)
+NamespaceLabelsReader = Callable[[str], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -53,13 +60,31 @@ def model_serving_view(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 class Chains:
     def __init__(self, engine: Engine, directory: PluginDirectory, policy: Policy,
-                 read_configmap: ConfigMapReader) -> None:
+                 read_configmap: ConfigMapReader,
+                 namespace_labels: NamespaceLabelsReader | None = None) -> None:
         self.engine = engine
         self.directory = directory
         self.policy = policy
         self.read_configmap = read_configmap
-        self._cache: OrderedDict[tuple[Any, ...], ResolvedChain] = OrderedDict()
+        self.read_namespace_labels = namespace_labels or (lambda ns: {})
+        # Bounded in plugin entries, not chains: each keeps its compiled modules
+        # alive, and the policy bounds those.
+        self._cache: LRUCache[tuple[Any, ...], ResolvedChain] = LRUCache(
+            policy.max_modules, getsizeof=lambda c: max(1, len(c.chain.entries)))
+        self._labels: TTLCache[str, Mapping[str, str]] = TTLCache(4096, _LABELS_TTL_S)
         self._lock = threading.Lock()
+
+    def _namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        """The namespace's labels when a grant depends on them (else None)."""
+        if not self.policy.needs_namespace_labels:
+            return None
+        with self._lock:
+            hit = self._labels.get(namespace)
+        if hit is None:
+            hit = dict(self.read_namespace_labels(namespace))
+            with self._lock:
+                self._labels[namespace] = hit
+        return hit
 
     def resolve(self, ms: ModelServing, obj: Mapping[str, Any]) -> ResolvedChain:
         """The chain for this ModelServing. Raises the :class:`PluginError` of the
@@ -67,18 +92,24 @@ class Chains:
         Fail; an Ignore entry that fails validate_config is left out)."""
         sources = [resolve(entry, ms.namespace, self.directory, self.policy,
                            self.read_configmap) for entry in ms.spec.plugins]
+        labels = self._namespace_labels(ms.namespace)
+        grants = tuple(self.policy.grants_for(namespace=ms.namespace, namespace_labels=labels,
+                                              directory_name=src.directory_name,
+                                              digest=src.digest) for src in sources)
         meta = obj.get("metadata") or {}
-        key = (meta.get("uid"), meta.get("generation"), tuple(s.digest for s in sources))
+        # Grants are part of the key: a namespace relabelled out of a grant gets
+        # a chain without it.
+        key = (meta.get("uid"), meta.get("generation"), tuple(s.digest for s in sources),
+               grants)
         cacheable = key[0] is not None and key[1] is not None
         if cacheable:
             with self._lock:
                 hit = self._cache.get(key)
                 if hit is not None:
-                    self._cache.move_to_end(key)
                     return hit
         entries = []
         clamped = []
-        for entry, src in zip(ms.spec.plugins, sources, strict=True):
+        for entry, src, granted in zip(ms.spec.plugins, sources, grants, strict=True):
             if entry.config is not None and not isinstance(entry.config, dict):
                 raise InvalidConfig(entry.name, "load", "config must be a map")
             module = self.engine.load(src.wasm, entry.name)
@@ -98,8 +129,7 @@ class Chains:
                 scope=entry.runtime_scope(),
                 failure_policy=entry.failure_policy,
                 limits=limits,
-                grants=self.policy.grants_for(directory_name=src.directory_name,
-                                              digest=src.digest),
+                grants=granted,
             ))
         try:
             chain = Chain(entries, model_serving_view(obj))
@@ -110,10 +140,8 @@ class Chains:
                    if entry.type == PluginType.WASM]
         resolved = ResolvedChain(chain, digests, clamped, key)
         if cacheable:
-            with self._lock:
+            with self._lock, contextlib.suppress(ValueError):  # larger than the whole cache
                 self._cache[key] = resolved
-                while len(self._cache) > _CACHE_SIZE:
-                    self._cache.popitem(last=False)
         return resolved
 
 

@@ -76,11 +76,14 @@ class Controller:
     def __init__(self, config: OperatorConfig, kube: Kube) -> None:
         self.config = config
         self.kube = kube
-        self.engine = Engine()
+        self.engine = Engine(max_modules=config.policy.max_modules,
+                             max_disk_bytes=config.policy.max_disk_bytes)
         self.directory = PluginDirectory(config.plugin_dirs)
         self.metrics = Metrics()
+        self.metrics.compiled_modules.set_function(lambda: self.engine.cached_modules)
         kube.on_request = self.metrics.api_requests.inc
-        self.chains = Chains(self.engine, self.directory, config.policy, self._read_configmap)
+        self.chains = Chains(self.engine, self.directory, config.policy, self._read_configmap,
+                             self._namespace_labels)
         self.pool = ThreadPoolExecutor(config.write_concurrency, thread_name_prefix="podplug-write")
         self.events = EventRecorder(kube)
         ns_workers = config.namespace_workers or max(1, config.workers - 1)
@@ -375,6 +378,11 @@ class Controller:
 
     def _read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.kube.get(self.kube.core_path("configmaps", namespace, name))
+
+    def _namespace_labels(self, name: str) -> dict[str, str]:
+        """A namespace's labels ({} if it is gone): grants may select on them."""
+        ns = self.kube.get(self.kube.core_path("namespaces", None, name))
+        return dict(((ns or {}).get("metadata") or {}).get("labels") or {})
 
 
 def _matters(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -64,6 +64,9 @@ class Metrics:
         self.queue_work = Histogram("workqueue_work_duration_seconds",
                                     "How long processing a key takes.", q, registry=r,
                                     buckets=_SECONDS)
+        self.compiled_modules = Gauge("podplug_compiled_modules",
+                                      "Compiled modules the engine keeps in memory.",
+                                      registry=r)
         self.queue_longest = Gauge("workqueue_longest_running_processor_seconds",
                                    "How long the longest-running worker has held its key.",
                                    q, registry=r)

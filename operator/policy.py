@@ -7,37 +7,130 @@ limits:                      # defaults per hook call; a ModelServing may lower 
   fuel: 50000000
   memory: 64Mi
   timeout: 1s
+  configSize: 64Ki           # a plugin entry's config, encoded; larger ones are refused
+moduleCache:                 # compiled modules, least recently used evicted first
+  maxModules: 256            # in memory
+  maxDiskBytes: 512Mi        # on disk
 namespacePlugins:
   allowed: false             # may a ModelServing load a module from a ConfigMap in its namespace?
   requireSha256: true        # ...and must it pin the module's digest?
 maxPodsPerModelServing: 10000  # Pods one ModelServing may ask for; more is refused
-grants:                      # gated mutation kinds, by module identity
-  plugins:                   # modules from the operator's plugin directory, by name
-    huawei-ascend-defaults: [hostPath]
-  digests:                   # namespace modules, by sha256 (a name there is the user's to choose)
-    "<sha256>": [sidecars]
+grants:                      # gated mutation kinds, by (namespace, module identity)
+  - namespaceSelector: {}    # every namespace (a Kubernetes label selector)
+    plugins: [huawei-ascend-defaults]   # modules of the operator's plugin directory, by name
+    allow: [hostPath]
+  - namespaces: [team-a]     # or by name
+    digests: ["<sha256>"]    # any module with these bytes (a name is the user's to choose)
+    allow: [sidecars]
 ```
 
-Grants are keyed by what the cluster admin controls: the name of a module in
-the operator's own plugin directory, or a module digest. Never by a plugin
-entry's name in a ModelServing, which its author picks.
+A grant is keyed by what the cluster admin controls: the namespaces it holds
+in, and the name of a module in the operator's own plugin directory or a module
+digest. Never by a plugin entry's name in a ModelServing, which its author
+picks; and a digest granted in one namespace grants nothing in another (the
+same bytes copied into another team's ConfigMap get nothing there).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from podplug.runtime import Limits, parse_duration, parse_size
-from podplug.runtime.mutations import GATES
+from podplug.runtime.merge import GATES
 
 
 class PolicyError(ValueError):
     """The policy file is unreadable or invalid; names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SelectorRequirement(_Strict):
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[str, ...] = ()
+
+
+class LabelSelector(_Strict):
+    """A Kubernetes label selector; the empty one matches every namespace."""
+
+    matchLabels: dict[str, str] = Field(default_factory=dict)
+    matchExpressions: tuple[SelectorRequirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.matchLabels.items()):
+            return False
+        for req in self.matchExpressions:
+            present = req.key in labels
+            ok = {"In": present and labels.get(req.key) in req.values,
+                  "NotIn": not present or labels.get(req.key) not in req.values,
+                  "Exists": present, "DoesNotExist": not present}[req.operator]
+            if not ok:
+                return False
+        return True
+
+
+class GrantRule(_Strict):
+    """Gates allowed to some modules in some namespaces."""
+
+    namespaces: tuple[str, ...] | None = None
+    namespaceSelector: LabelSelector | None = None
+    #: modules of the operator's plugin directory, by name
+    plugins: tuple[str, ...] = ()
+    #: any module, by sha256
+    digests: tuple[str, ...] = ()
+    allow: tuple[str, ...]
+
+    @field_validator("digests")
+    @classmethod
+    def _digests_are_sha256(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [d for d in v if len(d) != 64 or any(c not in "0123456789abcdef" for c in d)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a sha256 (64 lower-case hex characters)")
+        return v
+
+    @field_validator("allow")
+    @classmethod
+    def _allow_known_gates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [g for g in v if g not in GATES]
+        if unknown or not v:
+            raise ValueError(f"expected a list of {', '.join(GATES)}"
+                             + (f" (not {unknown[0]!r})" if unknown else ""))
+        return v
+
+    @model_validator(mode="after")
+    def _scoped_to_modules_and_namespaces(self) -> GrantRule:
+        if (self.namespaces is None) == (self.namespaceSelector is None):
+            raise ValueError("needs exactly one of namespaces and namespaceSelector "
+                             "(namespaceSelector: {} is every namespace)")
+        if not self.plugins and not self.digests:
+            raise ValueError("needs plugins or digests: the modules it grants to")
+        return self
+
+    def applies(self, namespace: str, labels: Mapping[str, str] | None,
+                directory_name: str | None, digest: str) -> bool:
+        if not ((directory_name is not None and directory_name in self.plugins)
+                or digest in self.digests):
+            return False
+        if self.namespaces is not None:
+            return namespace in self.namespaces
+        assert self.namespaceSelector is not None
+        return self.namespaceSelector.matches(labels or {})
 
 
 @dataclass(frozen=True)
@@ -45,17 +138,28 @@ class Policy:
     limits: Limits = Limits()
     namespace_plugins_allowed: bool = False
     require_sha256: bool = True
-    plugin_grants: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    digest_grants: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    grants: tuple[GrantRule, ...] = ()
+    #: compiled modules kept in memory by the engine, and (counted in plugin
+    #: entries) by the chains cached per ModelServing: LRU by digest
+    max_modules: int = 256
+    #: bytes of compiled modules kept on disk, least recently used deleted first
+    max_disk_bytes: int = 512 << 20
     #: Pods one ModelServing may ask for (replicas x roles x replicas x (1 +
     #: workerReplicas)); more is refused with SpecValid=False. It bounds what one
     #: object can make the operator hold in memory.
     max_pods_per_model_serving: int = 10_000
 
-    def grants_for(self, *, directory_name: str | None, digest: str) -> frozenset[str]:
-        by_name = self.plugin_grants.get(directory_name, frozenset()) if directory_name else (
-            frozenset())
-        return by_name | self.digest_grants.get(digest, frozenset())
+    @property
+    def needs_namespace_labels(self) -> bool:
+        """Whether a grant depends on the namespace's labels (then read them)."""
+        return any(g.namespaceSelector is not None for g in self.grants)
+
+    def grants_for(self, *, namespace: str, namespace_labels: Mapping[str, str] | None,
+                   directory_name: str | None, digest: str) -> frozenset[str]:
+        """The gates granted to this module in this namespace."""
+        return frozenset(gate for rule in self.grants
+                         if rule.applies(namespace, namespace_labels, directory_name, digest)
+                         for gate in rule.allow)
 
     @classmethod
     def load(cls, path: str | Path | None) -> Policy:
@@ -71,31 +175,41 @@ class Policy:
     def from_dict(cls, raw: Any, where: str = "policy") -> Policy:
         if not isinstance(raw, dict):
             raise PolicyError(f"{where}: expected a map")
-        _only(raw, {"limits", "namespacePlugins", "grants", "maxPodsPerModelServing"}, where)
+        _only(raw, {"limits", "namespacePlugins", "grants", "moduleCache",
+                    "maxPodsPerModelServing"}, where)
         max_pods = raw.get("maxPodsPerModelServing", cls.max_pods_per_model_serving)
         if not isinstance(max_pods, int) or isinstance(max_pods, bool) or max_pods < 1:
             raise PolicyError(f"{where}: maxPodsPerModelServing must be a positive integer")
         base = Limits()
         lim = raw.get("limits") or {}
-        _only(lim, {"fuel", "memory", "timeout"}, f"{where}: limits")
+        _only(lim, {"fuel", "memory", "timeout", "configSize"}, f"{where}: limits")
+        cache = raw.get("moduleCache") or {}
+        _only(cache, {"maxModules", "maxDiskBytes"}, f"{where}: moduleCache")
         try:
             limits = Limits(
                 fuel=int(lim.get("fuel", base.fuel)),
                 memory_bytes=parse_size(lim.get("memory", base.memory_bytes)),
                 timeout_s=parse_duration(lim.get("timeout", base.timeout_s)),
+                max_config_bytes=parse_size(lim.get("configSize", base.max_config_bytes)),
             )
         except (TypeError, ValueError) as e:
             raise PolicyError(f"{where}: limits: {e}") from None
+        try:
+            max_modules = int(cache.get("maxModules", cls.max_modules))
+            max_disk = parse_size(cache.get("maxDiskBytes", cls.max_disk_bytes))
+            if max_modules < 1 or max_disk < 0:
+                raise ValueError("maxModules must be at least 1, maxDiskBytes at least 0")
+        except (TypeError, ValueError) as e:
+            raise PolicyError(f"{where}: moduleCache: {e}") from None
         ns = raw.get("namespacePlugins") or {}
         _only(ns, {"allowed", "requireSha256"}, f"{where}: namespacePlugins")
-        grants = raw.get("grants") or {}
-        _only(grants, {"plugins", "digests"}, f"{where}: grants")
         return cls(
             limits=limits,
             namespace_plugins_allowed=_bool(ns, "allowed", False, where),
             require_sha256=_bool(ns, "requireSha256", True, where),
-            plugin_grants=_grants(grants.get("plugins") or {}, f"{where}: grants.plugins"),
-            digest_grants=_grants(grants.get("digests") or {}, f"{where}: grants.digests"),
+            grants=_grants(raw.get("grants") or [], f"{where}: grants"),
+            max_modules=max_modules,
+            max_disk_bytes=max_disk,
             max_pods_per_model_serving=max_pods,
         )
 
@@ -115,12 +229,18 @@ def _bool(raw: dict[str, Any], key: str, default: bool, where: str) -> bool:
     return value
 
 
-def _grants(raw: Any, where: str) -> dict[str, frozenset[str]]:
-    if not isinstance(raw, dict):
-        raise PolicyError(f"{where}: expected a map of name to a list of gates")
-    out = {}
-    for name, gates in raw.items():
-        if not isinstance(gates, list) or not all(g in GATES for g in gates):
-            raise PolicyError(f"{where}.{name}: expected a list of {', '.join(GATES)}")
-        out[str(name)] = frozenset(gates)
-    return out
+def _grants(raw: Any, where: str) -> tuple[GrantRule, ...]:
+    if not isinstance(raw, list):
+        raise PolicyError(f"{where}: expected a list of {{namespaces or namespaceSelector, "
+                          "plugins and/or digests, allow} (docs/operator.md#policy)")
+    rules = []
+    for i, item in enumerate(raw):
+        try:
+            rules.append(GrantRule.model_validate(item))
+        except ValidationError as e:
+            first = e.errors()[0]
+            field = ".".join(str(x) for x in first["loc"])
+            msg = first["msg"].removeprefix("Value error, ")
+            raise PolicyError(f"{where}[{i}]" + (f".{field}" if field else "")
+                              + f": {msg}") from None
+    return tuple(rules)

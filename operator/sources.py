@@ -80,10 +80,10 @@ class PluginDirectory:
                                       f"directory:{name}", name)
                 self._cache[path] = (key, source)
                 return source
-        known = ", ".join(self.names()) or "none"
-        where = ", ".join(map(str, self.dirs)) or "no plugin directory"
+        # A tenant reads this in its status: name what it asked for, never the
+        # operator's other modules or its directories (names() lists them for admins).
         raise SourceError(plugin, "ModuleNotFound",
-                          f"no module {name!r} in {where} (available: {known})")
+                          f"no module {name!r} in the operator's plugin directory")
 
 
 def resolve(

@@ -17,6 +17,7 @@ from .engine import CompiledModule, Engine, ModuleInfo, RawCall
 from .errors import (
     AbiMismatch,
     ChainConfigError,
+    ConfigTooLarge,
     DeadlineExceeded,
     ForbiddenImport,
     InvalidConfig,
@@ -45,6 +46,7 @@ __all__ = [
     "ChainError",
     "ChainResult",
     "CompiledModule",
+    "ConfigTooLarge",
     "DeadlineExceeded",
     "Engine",
     "FailurePolicy",

@@ -4,6 +4,10 @@ Deserialising an artefact runs native code, so the cache trusts nothing it did
 not write: the directory must be ours and private, every file carries a sha256
 of its payload, and a file that fails the check is deleted and recompiled.
 The key covers the module digest, the wasmtime version and the engine config.
+
+The directory is bounded: past ``max_bytes`` the least recently used artefacts
+are deleted (a load touches its file's mtime), so modules a tenant uploads
+cannot fill the operator's disk.
 """
 
 from __future__ import annotations
@@ -32,9 +36,12 @@ def default_dir() -> Path:
 class ModuleCache:
     """Files named ``<digest>-<engine fingerprint>.cwasm`` in a private directory."""
 
-    def __init__(self, directory: Path | str, fingerprint: str) -> None:
+    def __init__(self, directory: Path | str, fingerprint: str,
+                 max_bytes: int = 512 << 20) -> None:
         self.dir = Path(directory)
         self.fingerprint = fingerprint
+        #: the directory's size bound, bytes (all artefacts, any fingerprint)
+        self.max_bytes = max_bytes
         self.usable = self._prepare()
 
     def _prepare(self) -> bool:
@@ -72,6 +79,8 @@ class ModuleCache:
             log.warning("module cache: %s is corrupt; recompiling", p.name)
             self.discard(digest)
             return None
+        with contextlib.suppress(OSError):
+            os.utime(p)  # recently used: evicted last
         return payload
 
     def store(self, digest: str, artefact: bytes) -> None:
@@ -85,6 +94,29 @@ class ModuleCache:
             os.replace(tmp, self.path(digest))  # atomic: readers never see half a file
         except OSError as e:
             log.warning("module cache: cannot write %s: %s", digest, e)
+            return
+        self._evict(keep=self.path(digest))
+
+    def _evict(self, keep: Path) -> None:
+        """Delete the least recently used artefacts until the directory fits."""
+        files = []
+        for p in self.dir.glob("*.cwasm"):
+            with contextlib.suppress(OSError):
+                st = p.stat()
+                files.append((st.st_mtime_ns, st.st_size, p))
+        total = sum(size for _, size, _ in files)
+        for _, size, p in sorted(files):
+            if total <= self.max_bytes:
+                break
+            if p == keep:
+                continue
+            with contextlib.suppress(OSError):  # another process may have taken it
+                p.unlink()
+            total -= size
+
+    def size(self) -> int:
+        """Bytes of artefacts in the directory."""
+        return sum(p.stat().st_size for p in self.dir.glob("*.cwasm")) if self.usable else 0
 
     def discard(self, digest: str) -> None:
         with contextlib.suppress(OSError):

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import codec, merge
 from .engine import CompiledModule
-from .errors import ChainConfigError, InvalidConfig, PluginError, PodplugError
+from .errors import ChainConfigError, ConfigTooLarge, InvalidConfig, PluginError, PodplugError
 from .limits import Limits
 from .mutations import READY_OPS, _Op
 
@@ -128,6 +128,11 @@ class Chain:
         if dupes:
             raise ChainConfigError(f"duplicate plugin names: {', '.join(dupes)}")
         self._plugin_fields = {e.name: codec.plugin_field(e.name, e.config) for e in entries}
+        for e in entries:
+            size = len(self._plugin_fields[e.name])
+            if size > e.limits.max_config_bytes:
+                raise ConfigTooLarge(e.name, "validate_config", f"{size} bytes encoded, over "
+                                     f"the operator's {e.limits.max_config_bytes}-byte cap")
         self._ms_field = codec.model_serving_field(model_serving)
         self._hook_fields = {h: codec.hook_fields(h) for h in ("create", "ready")}
         #: the validate_config calls, and failures of Ignore entries (left out of the chain)

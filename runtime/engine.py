@@ -32,6 +32,7 @@ from typing import Any
 
 import msgpack
 import wasmtime
+from cachetools import LRUCache
 from wasmtime import _bindings as C
 
 from . import abi
@@ -187,6 +188,8 @@ class Engine:
         epoch_tick_s: float = 0.005,
         pooling: bool = True,
         max_memory_bytes: int = 256 << 20,
+        max_modules: int = 256,
+        max_disk_bytes: int = 512 << 20,
     ) -> None:
         config = wasmtime.Config()
         config.consume_fuel = True
@@ -199,7 +202,8 @@ class Engine:
             f"wasmtime={WASMTIME_VERSION};fuel=1;epoch=1;pooling={self.pooling}".encode()
         ).hexdigest()[:16]
         self._disk = (
-            ModuleCache(cache_dir or default_dir(), self.fingerprint) if disk_cache else None
+            ModuleCache(cache_dir or default_dir(), self.fingerprint, max_disk_bytes)
+            if disk_cache else None
         )
         self._linker = wasmtime.Linker(self._wasm)
         for (module, name), cb in _HOST_FUNCS.items():
@@ -212,7 +216,9 @@ class Engine:
             )
             if err:
                 raise wasmtime.WasmtimeError._from_ptr(err)
-        self._modules: dict[str, CompiledModule] = {}
+        # Compiled modules by digest, least recently used evicted first: with
+        # namespace modules allowed, tenants choose how many digests there are.
+        self._modules: LRUCache[str, CompiledModule] = LRUCache(max_modules)
         self._lock = threading.Lock()
         self.epoch_tick_s = epoch_tick_s
         self._ticker: threading.Thread | None = None
@@ -264,7 +270,8 @@ class Engine:
         errors raised while loading."""
         wasm = bytes(source) if isinstance(source, bytes | bytearray) else Path(source).read_bytes()
         digest = hashlib.sha256(wasm).hexdigest()
-        cached = self._modules.get(digest)
+        with self._lock:
+            cached = self._modules.get(digest)
         if cached is not None:
             self.stats["memory_hits"] += 1
             return cached
@@ -272,6 +279,11 @@ class Engine:
         compiled = CompiledModule(self, module, digest, wasm, name)
         with self._lock:
             return self._modules.setdefault(digest, compiled)
+
+    @property
+    def cached_modules(self) -> int:
+        """Compiled modules kept in memory (at most ``max_modules``)."""
+        return len(self._modules)
 
     def _compile(self, wasm: bytes, digest: str, name: str) -> wasmtime.Module:
         if self._disk is not None:

@@ -7,16 +7,20 @@ raises these; what to retry is the operator's business.
 
 from __future__ import annotations
 
-#: the most of a plugin's or the API server's text that reaches a status,
-#: an Event or a log line (a condition message may hold 32768 bytes)
-MESSAGE_LIMIT = 1024
+#: characters of plugin-supplied text one message may carry to a status
+#: condition, an Event or a log line (Events stop at 1024; a status condition's
+#: message at 32768, but nobody reads that much)
+MAX_MESSAGE = 1024
+#: a plugin error's reason: short enough that "plugin NAME (hook): kind: reason"
+#: fits MAX_MESSAGE
+MAX_REASON = 768
 
 
-def truncate(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was left out."""
+def truncate(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut to at most ``limit`` characters, saying how long it was."""
     if len(text) <= limit:
         return text
-    tail = f"... ({len(text) - limit} more characters)"
+    tail = f"... [{len(text)} characters, truncated]"
     return text[: max(0, limit - len(tail))] + tail
 
 
@@ -35,7 +39,8 @@ class PluginError(PodplugError):
     def __init__(self, plugin: str, hook: str, reason: str) -> None:
         self.plugin = plugin
         self.hook = hook
-        self.reason = " ".join(reason.split())  # exactly one line
+        # Exactly one line, of bounded length: a plugin chooses this text.
+        self.reason = truncate(" ".join(reason.split()), MAX_REASON)
         super().__init__(str(self))
 
     @property
@@ -141,6 +146,15 @@ class PluginReportedError(PluginError):
 
     def describe(self) -> str:
         return f"plugin error: {self.reason}"
+
+
+class ConfigTooLarge(PluginError):
+    """A plugin entry's config is over the policy's size cap (refused before any call)."""
+
+    kind = "config_too_large"
+
+    def describe(self) -> str:
+        return f"config too large: {self.reason}"
 
 
 class InvalidConfig(PluginError):

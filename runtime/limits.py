@@ -25,9 +25,13 @@ class Limits:
     max_input_bytes: int = 1 * _MI
     #: response size cap, bytes.
     max_output_bytes: int = 1 * _MI
+    #: a plugin entry's config, MessagePack-encoded, bytes. It rides in every
+    #: request; 64 KiB is far more than any shipped plugin's config needs.
+    max_config_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("fuel", "memory_bytes", "max_input_bytes", "max_output_bytes"):
+        for name in ("fuel", "memory_bytes", "max_input_bytes", "max_output_bytes",
+                     "max_config_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"limit {name} must be positive")
         if self.timeout_s <= 0:

@@ -21,12 +21,55 @@ from .errors import MutationDenied
 RESERVED_LABEL_PREFIX = "modelserving.volcano.sh/"
 RESERVED_ANNOTATION_PREFIX = "podplug.io/"
 RESERVED_ENV = frozenset({"ENTRY_ADDRESS", "WORKER_INDEX", "GROUP_SIZE"})
+#: Kubernetes reserves this prefix for the cluster's own priority classes
+#: (system-node-critical, system-cluster-critical): no grant writes them.
+RESERVED_PRIORITY_PREFIX = "system-"
 
-ALLOWED_VOLUME_SOURCES = frozenset(
-    {"emptyDir", "configMap", "secret", "downwardAPI", "projected",
-     "persistentVolumeClaim", "ephemeral", "csi"}
-)
-GATED_VOLUME_SOURCES = {"hostPath": "hostPath"}
+#: Every gate a policy can grant, and what it allows. Anything a grant does not
+#: name stays denied: a grant means what its name says.
+GATES: dict[str, str] = {
+    "sidecars": "`addContainer`: add containers beside the template's, unprivileged "
+                "(see [Added containers](#added-containers))",
+    "initContainers": "`addInitContainer`: add init containers, unprivileged",
+    "privilegedContainers": "with `sidecars` or `initContainers`: an added container may "
+                            "have any `securityContext`, `hostPort`s and `volumeDevices`",
+    "args": "`setArgs`: replace a container's `args`",
+    "capabilities": "`addCapabilities`: add Linux capabilities to a container",
+    "replaceVolumes": "`addVolume` of a name the Pod already had (from the template or an "
+                      "earlier plugin), or `addVolumeMount` over a mount a container already "
+                      "had at that path: change what the template's containers see there",
+    "priorityClass": "`setPriorityClassName`, except the reserved `system-` classes",
+    "hostPath": "`hostPath` volumes, and mounting them",
+    "secrets": "`secret` volumes, `secret` sources of `projected` volumes, mounting them, "
+               "and an added container's `secretKeyRef` env and `secretRef` envFrom",
+    "serviceAccountTokens": "`serviceAccountToken` sources of `projected` volumes (the "
+                            "Pod's API credentials), and mounting them",
+    "csi": "`csi` volumes (inline CSI drivers, which may fetch secrets with the Pod's "
+           "identity), and mounting them",
+    "ephemeralVolumes": "`ephemeral` volumes (a PersistentVolumeClaim per Pod, provisioned "
+                        "from a StorageClass at any size), and mounting them",
+}
+
+#: Volume sources a plugin may add or mount: source -> the gate it needs (None:
+#: none). A source not listed is refused, whatever the policy grants.
+VOLUME_SOURCES: dict[str, str | None] = {
+    "emptyDir": None,
+    "configMap": None,
+    "downwardAPI": None,
+    "persistentVolumeClaim": None,
+    "projected": None,  # and each of its sources, below
+    "secret": "secrets",
+    "csi": "csi",
+    "ephemeral": "ephemeralVolumes",
+    "hostPath": "hostPath",
+}
+PROJECTED_SOURCES: dict[str, str | None] = {
+    "configMap": None,
+    "downwardAPI": None,
+    "clusterTrustBundle": None,
+    "secret": "secrets",
+    "serviceAccountToken": "serviceAccountTokens",
+}
 
 _NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -55,24 +98,41 @@ def _check_dns(value: str, what: str, pattern: re.Pattern[str] = _DNS_SUBDOMAIN)
         raise Denied(f"{what} {value!r} is not a valid DNS name")
 
 
+def _need(gate: str, what: str, grants: frozenset[str], verb: str = "needs") -> None:
+    if gate not in grants:
+        raise Denied(f"{what} {verb} the {gate!r} grant in the operator policy")
+
+
 @dataclass
 class _State:
-    """The names ops refer to, kept up to date as ops add and remove them."""
+    """The names ops refer to, kept up to date as ops add and remove them, and
+    what the Pod held before this plugin's ops (which they may not replace)."""
 
+    grants: frozenset[str]
     template_containers: frozenset[str]
+    template_volumes: frozenset[str]
     containers: set[str]
     init_containers: set[str]
-    volumes: set[str]
+    #: name -> the volume, so a mount can be checked against its source
+    volumes: dict[str, Mapping[str, Any]]
+    #: (container, mountPath) -> the mount the Pod had there
+    template_mounts: dict[tuple[str, str], Mapping[str, Any]]
 
     @classmethod
-    def of(cls, pod: Mapping[str, Any]) -> _State:
+    def of(cls, pod: Mapping[str, Any], grants: frozenset[str]) -> _State:
         spec = pod.get("spec") or {}
         names = [c.get("name", "") for c in spec.get("containers") or ()]
+        volumes = {v.get("name", ""): v for v in spec.get("volumes") or () if isinstance(v, dict)}
         return cls(
+            grants=grants,
             template_containers=frozenset(names),
+            template_volumes=frozenset(volumes),
             containers=set(names),
             init_containers={c.get("name", "") for c in spec.get("initContainers") or ()},
-            volumes={v.get("name", "") for v in spec.get("volumes") or ()},
+            volumes=volumes,
+            template_mounts={(c.get("name", ""), vm.get("mountPath", "")): vm
+                             for c in spec.get("containers") or ()
+                             for vm in c.get("volumeMounts") or () if isinstance(vm, dict)},
         )
 
 
@@ -99,12 +159,16 @@ def _ck_annotation(op: m.SetAnnotation | m.RemoveAnnotation, st: _State) -> None
     _check_qualified(op.key, "annotation")
 
 
+def _ck_env_name(name: str) -> None:
+    if name in RESERVED_ENV:
+        raise Denied(f"env var {name} is owned by the controller")
+    if not _ENV_NAME.match(name):
+        raise Denied(f"env name {name!r} is not valid")
+
+
 def _ck_env(op: m.SetEnv | m.RemoveEnv, st: _State) -> None:
     _ck_container(op, st)
-    if op.name in RESERVED_ENV:
-        raise Denied("env var is owned by the controller")
-    if not _ENV_NAME.match(op.name):
-        raise Denied(f"env name {op.name!r} is not valid")
+    _ck_env_name(op.name)
     if isinstance(op, m.SetEnv):
         if (op.value is None) == (op.valueFrom is None):
             raise Denied("exactly one of value and valueFrom is required")
@@ -121,58 +185,187 @@ def _ck_resource(op: m.SetResource | m.RemoveResource, st: _State) -> None:
         raise Denied(f"quantity {op.quantity!r} is not a Kubernetes quantity")
 
 
-def _ck_add_volume(op: m.AddVolume, st: _State, grants: frozenset[str]) -> None:
+def volume_gates(volume: Mapping[str, Any]) -> set[str]:
+    """The gates adding or mounting ``volume`` needs. Raises :class:`Denied`
+    for a malformed volume or a source plugins may not use at all."""
+    sources = [k for k in volume if k != "name"]
+    if len(sources) != 1:
+        raise Denied(f"volume needs exactly one source, got {sources or 'none'}")
+    source = sources[0]
+    if source not in VOLUME_SOURCES:
+        raise Denied(f"volume source {source!r} is not allowed")
+    body = volume[source]
+    if not isinstance(body, dict):
+        raise Denied(f"volume source {source} must be an object")
+    gate = VOLUME_SOURCES[source]
+    gates = {gate} if gate else set()
+    if source == "projected":
+        items = body.get("sources") or []
+        if not isinstance(items, list):
+            raise Denied("projected sources must be a list")
+        for item in items:
+            if not isinstance(item, dict) or len(item) != 1:
+                raise Denied("each projected source needs exactly one kind")
+            (kind,) = item
+            if kind not in PROJECTED_SOURCES:
+                raise Denied(f"projected source {kind!r} is not allowed")
+            if gate := PROJECTED_SOURCES[kind]:
+                gates.add(gate)
+    return gates
+
+
+def _need_volume_gates(volume: Mapping[str, Any], what: str, grants: frozenset[str],
+                       verb: str = "needs") -> None:
+    for gate in sorted(volume_gates(volume)):
+        _need(gate, what, grants, verb)
+
+
+def _source_of(volume: Mapping[str, Any]) -> str:
+    return next((k for k in volume if k != "name"), "no")
+
+
+def _ck_add_volume(op: m.AddVolume, st: _State) -> None:
     name = op.volume.get("name")
     if not isinstance(name, str):
         raise Denied("volume needs a name")
     _check_dns(name, "volume name", _DNS_LABEL)
-    sources = [k for k in op.volume if k != "name"]
-    if len(sources) != 1:
-        raise Denied(f"volume needs exactly one source, got {sources or 'none'}")
-    source = sources[0]
-    gate = GATED_VOLUME_SOURCES.get(source)
-    if gate is not None:
-        if gate not in grants:
-            raise Denied(f"{source} volumes need the {gate!r} grant in the operator policy")
-    elif source not in ALLOWED_VOLUME_SOURCES:
-        raise Denied(f"volume source {source!r} is not allowed")
-    if not isinstance(op.volume[source], dict):
-        raise Denied(f"volume source {source} must be an object")
-    st.volumes.add(name)
+    if name in st.template_volumes and st.volumes.get(name) != op.volume:
+        # Replacing it swaps what the template's mounts see (its model store for
+        # a Secret, say) behind the containers' backs. The same volume again is
+        # a no-op: ops stay idempotent.
+        _need("replaceVolumes", f"replacing volume {name!r} (in the Pod before this plugin)",
+              st.grants)
+    _need_volume_gates(op.volume, f"{_source_of(op.volume)} volumes", st.grants, "need")
+    st.volumes[name] = op.volume
 
 
 def _ck_remove_volume(op: m.RemoveVolume, st: _State) -> None:
-    st.volumes.discard(op.name)
+    st.volumes.pop(op.name, None)
 
 
-def _ck_mount(op: m.AddVolumeMount, st: _State) -> None:
-    _ck_container(op, st)
-    name, path = op.mount.get("name"), op.mount.get("mountPath")
+_MOUNT_FIELDS = frozenset({"name", "mountPath", "readOnly", "subPath", "subPathExpr",
+                           "mountPropagation", "recursiveReadOnly"})
+
+
+def _check_mount(mount: Mapping[str, Any], st: _State) -> None:
+    """A mount needs its volume to exist and the grants that volume's source needs:
+    mounting a credential is reaching it."""
+    name, path = mount.get("name"), mount.get("mountPath")
     if not isinstance(name, str) or not isinstance(path, str):
         raise Denied("mount needs a name and a mountPath")
     if not path.startswith("/"):
         raise Denied(f"mountPath {path!r} is not absolute")
-    if name not in st.volumes:
-        raise Denied(f"no volume named {name!r}")
-    extra = set(op.mount) - {"name", "mountPath", "readOnly", "subPath", "subPathExpr",
-                             "mountPropagation", "recursiveReadOnly"}
+    extra = set(mount) - _MOUNT_FIELDS
     if extra:
         raise Denied(f"unknown mount fields {sorted(extra)}")
-    if op.mount.get("mountPropagation") == "Bidirectional":
+    if mount.get("mountPropagation") == "Bidirectional":
         raise Denied("Bidirectional mount propagation needs a privileged container")
+    volume = st.volumes.get(name)
+    if volume is None:
+        raise Denied(f"no volume named {name!r}")
+    _need_volume_gates(volume, f"mounting {_source_of(volume)} volume {name!r}", st.grants)
+
+
+def _ck_mount(op: m.AddVolumeMount, st: _State) -> None:
+    _ck_container(op, st)
+    _check_mount(op.mount, st)
+    path = op.mount["mountPath"]
+    for name in [op.container] if op.container is not None else sorted(st.containers):
+        had = st.template_mounts.get((name, path))
+        if had is not None and had != op.mount:
+            # Another volume at the template's path: the same swap as replacing the volume.
+            _need("replaceVolumes", f"replacing the mount at {path} of container {name!r} "
+                  "(in the Pod before this plugin)", st.grants)
 
 
 def _ck_node_selector(op: m.SetNodeSelector | m.RemoveNodeSelector, st: _State) -> None:
     _check_qualified(op.key, "node selector")
 
 
-def _ck_dns_value(op: m.SetRuntimeClassName | m.SetSchedulerName | m.SetPriorityClassName,
-                  st: _State) -> None:
+def _ck_dns_value(op: m.SetRuntimeClassName | m.SetSchedulerName, st: _State) -> None:
     _check_dns(op.value, op.op.removeprefix("set"))
 
 
+def _ck_priority_class(op: m.SetPriorityClassName, st: _State) -> None:
+    _check_dns(op.value, "PriorityClassName")
+    if op.value.startswith(RESERVED_PRIORITY_PREFIX):
+        raise Denied(f"{RESERVED_PRIORITY_PREFIX}* priority classes are reserved for the "
+                     "cluster's own components")
+
+
+# What an added container may hold. Anything else (volumeDevices, or a field
+# this host does not know) is refused, so a new Kubernetes field is never
+# silently a way around the gates.
+_CONTAINER_FIELDS = frozenset({
+    "name", "image", "imagePullPolicy", "command", "args", "workingDir", "env", "envFrom",
+    "ports", "resources", "resizePolicy", "volumeMounts", "livenessProbe", "readinessProbe",
+    "startupProbe", "lifecycle", "terminationMessagePath", "terminationMessagePolicy",
+    "securityContext", "stdin", "stdinOnce", "tty", "restartPolicy",
+})
+_PRIVILEGED_CONTAINER_FIELDS = frozenset({"volumeDevices"})
+# securityContext fields that cannot raise privilege; every other one (privileged,
+# capabilities.add, procMount, seLinuxOptions, appArmorProfile, windowsOptions, ...)
+# needs privilegedContainers.
+_UNPRIVILEGED_SECURITY = frozenset({"runAsUser", "runAsGroup", "runAsNonRoot",
+                                    "readOnlyRootFilesystem", "allowPrivilegeEscalation",
+                                    "capabilities", "seccompProfile"})
+_ENV_SOURCES: dict[str, str | None] = {
+    "fieldRef": None, "resourceFieldRef": None, "configMapKeyRef": None, "fileKeyRef": None,
+    "secretKeyRef": "secrets",
+}
+_ENV_FROM_SOURCES: dict[str, str | None] = {"configMapRef": None, "secretRef": "secrets"}
+
+
+def _privileged_reason(container: Mapping[str, Any]) -> str | None:
+    """Why an added container is privileged (needs privilegedContainers), or None."""
+    extra = sorted(set(container) & _PRIVILEGED_CONTAINER_FIELDS)
+    if extra:
+        return extra[0]
+    for port in _list(container, "ports"):
+        if isinstance(port, dict) and (port.get("hostPort") or port.get("hostIP")):
+            return "hostPort"
+    sc = container.get("securityContext")
+    if sc is None:
+        return None
+    if not isinstance(sc, dict):
+        return "securityContext"
+    for key in sorted(set(sc) - _UNPRIVILEGED_SECURITY):
+        return f"securityContext.{key}"
+    if sc.get("allowPrivilegeEscalation") not in (None, False):
+        return "securityContext.allowPrivilegeEscalation"
+    caps = sc.get("capabilities")
+    if caps is not None and (not isinstance(caps, dict) or set(caps) - {"drop"}):
+        return "securityContext.capabilities.add"
+    seccomp = sc.get("seccompProfile")
+    if seccomp is not None and (not isinstance(seccomp, dict)
+                                or seccomp.get("type") not in ("RuntimeDefault", "Localhost")):
+        return "securityContext.seccompProfile"
+    return None
+
+
+def _list(container: Mapping[str, Any], key: str) -> list[Any]:
+    value = container.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Denied(f"container {key} must be a list")
+    return value
+
+
+def _ck_sources(refs: Mapping[str, Any], table: Mapping[str, str | None], what: str,
+                st: _State) -> None:
+    if len(refs) != 1:
+        raise Denied(f"{what} needs exactly one source")
+    (kind,) = refs
+    if kind not in table:
+        raise Denied(f"{what} source {kind!r} is not allowed")
+    if gate := table[kind]:
+        _need(gate, f"{what} from {kind}", st.grants)
+
+
 def _ck_add_container(op: m.AddContainer | m.AddInitContainer, st: _State) -> None:
-    name, image = op.container.get("name"), op.container.get("image")
+    c = op.container
+    name, image = c.get("name"), c.get("image")
     if not isinstance(name, str) or not isinstance(image, str) or not image:
         raise Denied("container needs a name and an image")
     _check_dns(name, "container name", _DNS_LABEL)
@@ -180,6 +373,30 @@ def _ck_add_container(op: m.AddContainer | m.AddInitContainer, st: _State) -> No
         isinstance(op, m.AddInitContainer) and name in st.containers
     ):
         raise Denied(f"container {name!r} comes from the template and cannot be replaced")
+    unknown = sorted(set(c) - _CONTAINER_FIELDS - _PRIVILEGED_CONTAINER_FIELDS)
+    if unknown:
+        raise Denied(f"container field {unknown[0]!r} is not allowed")
+    reason = _privileged_reason(c)
+    if reason is not None:
+        _need("privilegedContainers", f"a container with {reason}", st.grants)
+    for var in _list(c, "env"):
+        if not isinstance(var, dict) or not isinstance(var.get("name"), str):
+            raise Denied("container env needs a name per variable")
+        _ck_env_name(var["name"])
+        source = var.get("valueFrom")
+        if source is not None:
+            if not isinstance(source, dict):
+                raise Denied(f"env {var['name']}: valueFrom must be an object")
+            _ck_sources(source, _ENV_SOURCES, f"env {var['name']}", st)
+    for ref in _list(c, "envFrom"):
+        if not isinstance(ref, dict):
+            raise Denied("envFrom entries must be objects")
+        _ck_sources({k: v for k, v in ref.items() if k != "prefix"}, _ENV_FROM_SOURCES,
+                    "envFrom", st)
+    for mount in _list(c, "volumeMounts"):
+        if not isinstance(mount, dict):
+            raise Denied("volumeMounts entries must be objects")
+        _check_mount(mount, st)
     (st.init_containers if isinstance(op, m.AddInitContainer) else st.containers).add(name)
 
 
@@ -188,6 +405,12 @@ def _ck_caps(op: m.AddCapabilities, st: _State) -> None:
     for c in op.capabilities:
         if not _CAPABILITY.match(c):
             raise Denied(f"capability {c!r} is not valid")
+    # An added container with capabilities is a privileged one, however it got them
+    # (found by the fuzzer: addContainer, then addCapabilities on it).
+    for name in [op.container] if op.container is not None else sorted(st.containers):
+        if name not in st.template_containers:
+            _need("privilegedContainers", f"adding capabilities to added container {name!r}",
+                  st.grants)
 
 
 def _ck_nothing(op: m._Op, st: _State) -> None:
@@ -406,40 +629,100 @@ def _node_selector(ed: PodEditor) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _Rule:
+class Rule:
+    """One op of the vocabulary: how it is checked and applied, the grant it
+    needs, the Pod fields it may write, and what it does (docs/abi.md's table
+    is generated from these)."""
+
     check: Callable[..., None]
     apply: Callable[..., None]
-    needs_grants: bool = False
+    #: Pod paths it may write ("spec.containers[].env"); tests hold every op to them
+    touches: tuple[str, ...]
+    effect: str
+    #: the grant the op itself needs, or None (its check may require more)
+    gate: str | None = None
 
 
-# The one table: validation and application of every op derive from it.
-RULES: dict[str, _Rule] = {
-    "setLabel": _Rule(_ck_label, _ap_set_map(_labels)),
-    "removeLabel": _Rule(_ck_label, _ap_remove_map(_labels)),
-    "setAnnotation": _Rule(_ck_annotation, _ap_set_map(_annotations)),
-    "removeAnnotation": _Rule(_ck_annotation, _ap_remove_map(_annotations)),
-    "setEnv": _Rule(_ck_env, _ap_set_env),
-    "removeEnv": _Rule(_ck_env, _ap_remove_env),
-    "setResource": _Rule(_ck_resource, _ap_set_resource),
-    "removeResource": _Rule(_ck_resource, _ap_remove_resource),
-    "addVolume": _Rule(_ck_add_volume, _ap_add_volume, needs_grants=True),
-    "removeVolume": _Rule(_ck_remove_volume, _ap_remove_volume),
-    "addVolumeMount": _Rule(_ck_mount, _ap_add_mount),
-    "removeVolumeMount": _Rule(_ck_container, _ap_remove_mount),
-    "setNodeSelector": _Rule(_ck_node_selector, _ap_set_map(_node_selector)),
-    "removeNodeSelector": _Rule(_ck_node_selector, _ap_remove_map(_node_selector)),
-    "addToleration": _Rule(_ck_nothing, _ap_toleration),
-    "addNodeAffinityRequirement": _Rule(_ck_nothing, _ap_affinity_requirement),
-    "addPreferredNodeAffinity": _Rule(_ck_nothing, _ap_preferred_affinity),
-    "setRuntimeClassName": _Rule(_ck_dns_value, _ap_spec_field("runtimeClassName")),
-    "setSchedulerName": _Rule(_ck_dns_value, _ap_spec_field("schedulerName")),
-    "setPriorityClassName": _Rule(_ck_dns_value, _ap_spec_field("priorityClassName")),
-    "addContainer": _Rule(_ck_add_container, _ap_add_container("containers")),
-    "addInitContainer": _Rule(_ck_add_container, _ap_add_container("initContainers")),
-    "setArgs": _Rule(_ck_container, _ap_args),
-    "addCapabilities": _Rule(_ck_caps, _ap_caps),
+_C = "spec.containers[]"
+
+# The one table: validation, application, gates and docs of every op derive from it.
+RULES: dict[str, Rule] = {
+    "setLabel": Rule(_ck_label, _ap_set_map(_labels), ("metadata.labels",),
+                     "set `metadata.labels[key]`"),
+    "removeLabel": Rule(_ck_label, _ap_remove_map(_labels), ("metadata.labels",),
+                        "delete it if present"),
+    "setAnnotation": Rule(_ck_annotation, _ap_set_map(_annotations), ("metadata.annotations",),
+                          "set `metadata.annotations[key]`"),
+    "removeAnnotation": Rule(_ck_annotation, _ap_remove_map(_annotations),
+                             ("metadata.annotations",), "delete it if present"),
+    "setEnv": Rule(_ck_env, _ap_set_env, (f"{_C}.env",),
+                   "set or replace env var `name`; exactly one of `value` (string) or "
+                   "`valueFrom` (`{fieldRef: {fieldPath}}` or `{resourceFieldRef: "
+                   "{containerName?, resource, divisor?}}`: never a Secret)"),
+    "removeEnv": Rule(_ck_env, _ap_remove_env, (f"{_C}.env",), "delete env var `name`"),
+    "setResource": Rule(_ck_resource, _ap_set_resource, (f"{_C}.resources",),
+                        "`resources[kind][name] = quantity`; `kind` is `limits` or "
+                        "`requests`, quantity a Kubernetes quantity string"),
+    "removeResource": Rule(_ck_resource, _ap_remove_resource, (f"{_C}.resources",),
+                           "delete it"),
+    "addVolume": Rule(_ck_add_volume, _ap_add_volume, ("spec.volumes",),
+                      "add `volume` (a Kubernetes Volume), replacing one an earlier op of "
+                      "the same plugin added; replacing a volume the Pod already had "
+                      "needs `replaceVolumes` (adding it unchanged is a no-op); its source "
+                      "decides the grant (see [Volume sources](#volume-sources))"),
+    "removeVolume": Rule(_ck_remove_volume, _ap_remove_volume,
+                         ("spec.volumes", f"{_C}.volumeMounts",
+                          "spec.initContainers[].volumeMounts"),
+                         "delete the volume and every mount of it"),
+    "addVolumeMount": Rule(_ck_mount, _ap_add_mount, (f"{_C}.volumeMounts",),
+                           "add `mount` (a VolumeMount), replacing one at the same "
+                           "`mountPath` (one the Pod already had needs `replaceVolumes`); its "
+                           "volume must exist, and mounting it needs the grant its source "
+                           "needs"),
+    "removeVolumeMount": Rule(_ck_container, _ap_remove_mount, (f"{_C}.volumeMounts",),
+                              "delete the mount at `mountPath`"),
+    "setNodeSelector": Rule(_ck_node_selector, _ap_set_map(_node_selector),
+                            ("spec.nodeSelector",), "set `spec.nodeSelector[key]`"),
+    "removeNodeSelector": Rule(_ck_node_selector, _ap_remove_map(_node_selector),
+                               ("spec.nodeSelector",), "delete it"),
+    "addToleration": Rule(_ck_nothing, _ap_toleration, ("spec.tolerations",),
+                          "append the Toleration unless an equal one is there"),
+    "addNodeAffinityRequirement": Rule(
+        _ck_nothing, _ap_affinity_requirement,
+        ("spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution",),
+        "AND a NodeSelectorRequirement (`{key, operator, values?}`) into every required "
+        "node-affinity term (creating one term if there is none), unless already there"),
+    "addPreferredNodeAffinity": Rule(
+        _ck_nothing, _ap_preferred_affinity,
+        ("spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution",),
+        "append a PreferredSchedulingTerm (`weight` 1-100, `preference` a NodeSelectorTerm) "
+        "unless an equal one is there"),
+    "setRuntimeClassName": Rule(_ck_dns_value, _ap_spec_field("runtimeClassName"),
+                                ("spec.runtimeClassName",), "set `spec.runtimeClassName`"),
+    "setSchedulerName": Rule(_ck_dns_value, _ap_spec_field("schedulerName"),
+                             ("spec.schedulerName",), "set `spec.schedulerName`"),
+    "setPriorityClassName": Rule(_ck_priority_class, _ap_spec_field("priorityClassName"),
+                                 ("spec.priorityClassName",),
+                                 "set `spec.priorityClassName`; never a `system-` class",
+                                 gate="priorityClass"),
+    "addContainer": Rule(_ck_add_container, _ap_add_container("containers"),
+                         ("spec.containers",),
+                         "add a container (a Kubernetes Container), replacing one of the "
+                         "same name that an earlier op added; replacing a template container "
+                         "is denied; see [Added containers](#added-containers)",
+                         gate="sidecars"),
+    "addInitContainer": Rule(_ck_add_container, _ap_add_container("initContainers"),
+                             ("spec.initContainers",),
+                             "same, in `spec.initContainers`", gate="initContainers"),
+    "setArgs": Rule(_ck_container, _ap_args, (f"{_C}.args",),
+                    "replace the container's `args`", gate="args"),
+    "addCapabilities": Rule(_ck_caps, _ap_caps, (f"{_C}.securityContext.capabilities.add",),
+                            "add Linux capabilities to `securityContext.capabilities.add`; "
+                            "to a container a plugin added, only with `privilegedContainers`",
+                            gate="capabilities"),
 }
 assert set(RULES) == set(m.OP_MODELS), "every op needs a rule"
+assert all(r.gate is None or r.gate in GATES for r in RULES.values())
 
 
 def merge(
@@ -454,7 +737,7 @@ def merge(
     """The Pod with ``ops`` applied in order, each checked against the Pod as the
     earlier ones left it. Raises :class:`MutationDenied` for the first op that
     breaks a rule; ``pod`` itself is never modified."""
-    state = _State.of(pod)
+    state = _State.of(pod, grants)
     ed = PodEditor(pod)
     for i, op in enumerate(ops):
         name: str = op.op  # type: ignore[attr-defined]
@@ -462,12 +745,9 @@ def merge(
         try:
             if allowed_ops is not None and name not in allowed_ops:
                 raise Denied(f"not allowed in the {hook} hook")
-            if op.gate is not None and op.gate not in grants:
-                raise Denied(f"needs the {op.gate!r} grant in the operator policy")
-            if rule.needs_grants:
-                rule.check(op, state, grants)
-            else:
-                rule.check(op, state)
+            if rule.gate is not None:
+                _need(rule.gate, name, grants)
+            rule.check(op, state)
         except Denied as e:
             where = f"{name} {op.target()}".rstrip()
             raise MutationDenied(plugin, hook, i, where, str(e)) from None

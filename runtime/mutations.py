@@ -2,12 +2,13 @@
 
 One pydantic model per op; field order is the canonical encoding order of
 docs/abi.md. These models check shape only (types, required fields, enums);
-whether an op is allowed on this Pod under this policy is :mod:`.merge`'s job.
+whether an op is allowed on this Pod under this policy, which grant it needs and
+what it may touch is :mod:`.merge`'s table.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -15,10 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 class _Op(BaseModel):
     # Unknown keys are ignored: newer SDKs may add optional fields within ABI v1.
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-    #: a gate the operator's policy must grant to the plugin, or None. A ClassVar,
-    #: so that no key a plugin sends can change it.
-    gate: ClassVar[str | None] = None
 
     #: narrowed to a Literal by each op; declared here so it is the first field
     op: str
@@ -206,7 +203,6 @@ class SetPriorityClassName(_Op):
 class AddContainer(_Op):
     op: Literal["addContainer"]
     container: dict[str, Any]
-    gate: ClassVar[str | None] = "sidecars"
 
     def target(self) -> str:
         return str(self.container.get("name", ""))
@@ -215,7 +211,6 @@ class AddContainer(_Op):
 class AddInitContainer(_Op):
     op: Literal["addInitContainer"]
     container: dict[str, Any]
-    gate: ClassVar[str | None] = "initContainers"
 
     def target(self) -> str:
         return str(self.container.get("name", ""))
@@ -224,13 +219,11 @@ class AddInitContainer(_Op):
 class SetArgs(_ContainerOp):
     op: Literal["setArgs"]
     args: list[str]
-    gate: ClassVar[str | None] = "args"
 
 
 class AddCapabilities(_ContainerOp):
     op: Literal["addCapabilities"]
     capabilities: list[str]
-    gate: ClassVar[str | None] = "capabilities"
 
     def target(self) -> str:
         return ",".join(self.capabilities)
@@ -257,6 +250,3 @@ OP_MODELS: dict[str, type[_Op]] = {
 
 #: ops a ready hook may return: the live Pod only takes metadata patches
 READY_OPS = frozenset({"setLabel", "removeLabel", "setAnnotation", "removeAnnotation"})
-
-#: every gate a policy can grant
-GATES = ("sidecars", "initContainers", "args", "capabilities", "hostPath")

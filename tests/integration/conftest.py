@@ -2,7 +2,8 @@
 
 Fixtures: ``cluster`` (session; podplug's CRDs installed), ``api`` (session
 ApiClient as system:masters), ``core`` and ``custom`` (API groups over it) and
-``namespace`` (a new namespace's name, emptied and deleted after the test).
+``namespace`` (a new namespace's name, emptied and deleted after the test;
+``new_namespace(labels)`` makes more).
 
 If the binaries are missing every test here fails with the way to build them
 (`make controlplane`); nothing is skipped. `make test` builds them first.
@@ -11,7 +12,7 @@ If the binaries are missing every test here fails with the way to build them
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -48,16 +49,29 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
 
 
 @pytest.fixture
-def namespace(core: client.CoreV1Api) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    # No namespace controller runs: delete what tests leave (Pods at once: no
-    # kubelet confirms their end), then the namespace, which stays Terminating.
-    core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
-    for kind in ("service", "config_map", "event"):
-        getattr(core, f"delete_collection_namespaced_{kind}")(name)
-    core.delete_namespace(name)
+def new_namespace(core: client.CoreV1Api) -> Iterator[Callable[..., str]]:
+    """Makes fresh namespaces (optionally labelled), emptied and deleted after the test."""
+    made: list[str] = []
+
+    def make(labels: dict[str, str] | None = None) -> str:
+        name = f"t-{uuid.uuid4().hex[:8]}"
+        core.create_namespace({"metadata": {"name": name, "labels": labels or {}}})
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        # No namespace controller runs: delete what tests leave (Pods at once: no
+        # kubelet confirms their end), then the namespace, which stays Terminating.
+        core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+        for kind in ("service", "config_map", "event"):
+            getattr(core, f"delete_collection_namespaced_{kind}")(name)
+        core.delete_namespace(name)
+
+
+@pytest.fixture
+def namespace(new_namespace: Callable[..., str]) -> str:
+    return new_namespace()
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:

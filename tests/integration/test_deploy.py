@@ -27,6 +27,7 @@ OPERATOR_CALLS = [
     ("list", "", "services"), ("create", "", "services"), ("delete", "", "services"),
     ("get", "", "configmaps"), ("list", "", "configmaps"), ("watch", "", "configmaps"),
     ("create", "", "events"),
+    ("get", "", "namespaces"),  # grants by namespaceSelector read the namespace's labels
 ]
 
 
@@ -51,7 +52,8 @@ def test_the_shipped_policy_parses() -> None:
     cm = next(d for d in documents() if d["kind"] == "ConfigMap"
               and d["metadata"]["name"] == "podplug-policy")
     policy = Policy.from_dict(yaml.safe_load(cm["data"]["policy.yaml"]))
-    assert policy.grants_for(directory_name="huawei-ascend-defaults", digest="x") == {"hostPath"}
+    assert policy.grants_for(namespace="team-a", namespace_labels={},
+                             directory_name="huawei-ascend-defaults", digest="x") == {"hostPath"}
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -124,17 +125,22 @@ class Operator:
         return total
 
 
-@pytest.fixture
-def start_operator(cluster: LocalCluster, namespace: str, plugins: Path, tmp_path: Path
-                   ) -> Iterator[Callable[..., Operator]]:
+def operators(cluster: LocalCluster, plugins: Path, tmp_path: Path
+              ) -> Iterator[Callable[..., Operator]]:
+    """Starts `podplug operator` on namespaces, with a policy and extra env; stops
+    every one it started and shows their log (pytest prints it on failure)."""
     started: list[Operator] = []
 
-    def start(policy: dict[str, Any] | None = None) -> Operator:
+    def start(namespaces: list[str], policy: dict[str, Any] | None = None,
+              env: dict[str, str] | None = None) -> Operator:
         policy_file = None
         if policy is not None:
             policy_file = tmp_path / "policy.yaml"
             policy_file.write_text(yaml.safe_dump(policy))
-        op = Operator(cluster, namespace, plugins, policy_file, tmp_path / "operator.log")
+        op = Operator(cluster, namespaces[0], plugins, policy_file, tmp_path / "operator.log")
+        for ns in namespaces[1:]:
+            op.argv += ["-n", ns]
+        op.env.update(env or {})
         op.start()
         started.append(op)
         return op
@@ -143,8 +149,15 @@ def start_operator(cluster: LocalCluster, namespace: str, plugins: Path, tmp_pat
     for op in started:
         op.stop()
     log = tmp_path / "operator.log"
-    if log.exists():  # shown by pytest only when the test failed
+    if log.exists():
         print(log.read_text()[-6000:])
+
+
+@pytest.fixture
+def start_operator(cluster: LocalCluster, namespace: str, plugins: Path, tmp_path: Path
+                   ) -> Iterator[Callable[..., Operator]]:
+    for start in operators(cluster, plugins, tmp_path):
+        yield functools.partial(start, [namespace])
 
 
 def model_serving(name: str = "llm", plugins: list[dict[str, Any]] | None = None,

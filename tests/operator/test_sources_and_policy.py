@@ -50,11 +50,13 @@ class TestSources:
         assert d.find("lws-standard-labels", "x").directory_name == "lws-standard-labels"
         assert d.names() == ["lws-standard-labels", "nvidia-gpu-defaults", "sidecar"]
 
-    def test_a_missing_module_lists_what_is_there(self, plugin_dir: Path) -> None:
+    def test_a_missing_module_names_only_what_was_asked_for(self, plugin_dir: Path) -> None:
         with pytest.raises(SourceError) as e:
             PluginDirectory([plugin_dir]).find("amd", "amd-plugin")
         assert e.value.condition == "ModuleNotFound"
-        assert "available: lws-standard-labels, nvidia-gpu-defaults, sidecar" in str(e.value)
+        assert e.value.reason == "no module 'amd' in the operator's plugin directory"
+        for other in ("nvidia-gpu-defaults", "sidecar", str(plugin_dir)):
+            assert other not in str(e.value)
 
     def test_a_changed_file_is_reloaded(self, plugin_dir: Path) -> None:
         d = PluginDirectory([plugin_dir])
@@ -110,17 +112,66 @@ class TestPolicy:
         f = tmp_path / "policy.yaml"
         f.write_text("limits: {fuel: 1000, memory: 16Mi, timeout: 250ms}\n"
                      "namespacePlugins: {allowed: true, requireSha256: false}\n"
-                     "grants: {plugins: {sidecar: [sidecars]}, digests: {abc: [args]}}\n")
+                     "grants:\n"
+                     "- {namespaces: [team-a], plugins: [sidecar], allow: [sidecars]}\n"
+                     f"- {{namespaceSelector: {{matchLabels: {{tier: gpu}}}}, digests: [{DIGEST}],"
+                     " allow: [args]}\n")
         p = Policy.load(f)
         assert (p.limits.fuel, p.limits.memory_bytes, p.limits.timeout_s) == (1000, 16 << 20,
                                                                               0.25)
-        assert p.grants_for(directory_name="sidecar", digest="abc") == {"sidecars", "args"}
-        assert p.grants_for(directory_name=None, digest="zzz") == frozenset()
+        assert p.grants_for(namespace="team-a", namespace_labels={"tier": "gpu"},
+                            directory_name="sidecar", digest=DIGEST) == {"sidecars", "args"}
+        assert p.grants_for(namespace="team-a", namespace_labels={},
+                            directory_name=None, digest="z" * 64) == frozenset()
+
+    def test_a_digest_granted_in_one_namespace_grants_nothing_in_another(self) -> None:
+        p = Policy.from_dict({"grants": [{"namespaces": ["team-a"], "digests": [DIGEST],
+                                          "allow": ["hostPath"]}]})
+        assert p.grants_for(namespace="team-a", namespace_labels=None, directory_name=None,
+                            digest=DIGEST) == {"hostPath"}
+        assert p.grants_for(namespace="team-b", namespace_labels=None, directory_name=None,
+                            digest=DIGEST) == frozenset()
+
+    @pytest.mark.parametrize(("selector", "labels", "granted"), [
+        ({}, {}, True),
+        ({"matchLabels": {"tier": "gpu"}}, {"tier": "gpu", "x": "y"}, True),
+        ({"matchLabels": {"tier": "gpu"}}, {"tier": "cpu"}, False),
+        ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gpu"]}]},
+         {"tier": "gpu"}, True),
+        ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["gpu"]}]},
+         {"tier": "gpu"}, False),
+        ({"matchExpressions": [{"key": "trusted", "operator": "Exists"}]}, {}, False),
+        ({"matchExpressions": [{"key": "untrusted", "operator": "DoesNotExist"}]}, {}, True),
+    ])
+    def test_a_namespace_selector_matches_like_kubernetes(
+        self, selector: dict[str, Any], labels: dict[str, str], granted: bool
+    ) -> None:
+        p = Policy.from_dict({"grants": [{"namespaceSelector": selector, "plugins": ["x"],
+                                          "allow": ["args"]}]})
+        assert p.needs_namespace_labels
+        got = p.grants_for(namespace="n", namespace_labels=labels, directory_name="x",
+                           digest="d")
+        assert got == ({"args"} if granted else frozenset())
+
+    def test_the_module_cache_and_config_size_are_the_policys(self) -> None:
+        p = Policy.from_dict({"limits": {"configSize": "8Ki"},
+                              "moduleCache": {"maxModules": 3, "maxDiskBytes": "1Mi"}})
+        assert (p.limits.max_config_bytes, p.max_modules, p.max_disk_bytes) == (
+            8192, 3, 1 << 20)
+        assert (Policy().max_modules, Policy().max_disk_bytes) == (256, 512 << 20)
 
     @pytest.mark.parametrize(("text", "message"), [
+        ("moduleCache: {maxModules: 0}", "moduleCache: maxModules must be at least 1"),
+        ("moduleCache: {size: 1}", "unknown field 'size'"),
         ("limits: {fuel: lots}", "limits"),
         ("limitz: {}", "unknown field 'limitz'"),
-        ("grants: {plugins: {x: [root]}}", "grants.plugins.x: expected a list of"),
+        ("grants: [{namespaces: [a], plugins: [x], allow: [root]}]",
+         r"grants\[0\].allow: expected a list of .* \(not 'root'\)"),
+        ("grants: {plugins: {x: [hostPath]}}", "grants: expected a list of"),
+        ("grants: [{plugins: [x], allow: [hostPath]}]",
+         "needs exactly one of namespaces and namespaceSelector"),
+        ("grants: [{namespaces: [a], allow: [hostPath]}]", "needs plugins or digests"),
+        ("grants: [{namespaces: [a], digests: [abc], allow: [args]}]", "is not a sha256"),
         ("namespacePlugins: {allowed: yes-please}", "must be true or false"),
     ])
     def test_a_bad_policy_names_the_field(self, tmp_path: Path, text: str, message: str) -> None:
@@ -151,20 +202,51 @@ class TestChains:
             assert first.digests[0][1] == DIGEST
 
     def test_grants_follow_the_module_not_the_entry_name(self, plugin_dir: Path) -> None:
-        policy = Policy(plugin_grants={"sidecar": frozenset({"sidecars"})})
+        rule = {"namespaces": ["team"], "plugins": ["sidecar"], "allow": ["sidecars"]}
+        policy = Policy.from_dict({"grants": [rule]})
         with Engine(disk_cache=False) as engine:
             chains = Chains(engine, PluginDirectory([plugin_dir]), policy, lambda ns, n: None)
             granted = chains.resolve(*ms([{"name": "anything", "type": "Wasm",
                                            "module": {"plugin": "sidecar"}}]))
             assert granted.chain.entries[0].grants == {"sidecars"}
             # A namespace module named like a granted one gets nothing.
-            spoof = Chains(engine, PluginDirectory([plugin_dir]),
-                           Policy(namespace_plugins_allowed=True, require_sha256=False,
-                                  plugin_grants={"sidecar": frozenset({"sidecars"})}),
-                           lambda ns, n: configmap(SIDECAR))
+            spoof = Chains(engine, PluginDirectory([plugin_dir]), Policy.from_dict({
+                "namespacePlugins": {"allowed": True, "requireSha256": False},
+                "grants": [rule]}), lambda ns, n: configmap(SIDECAR))
             resolved = spoof.resolve(*ms([{"name": "sidecar", "type": "Wasm", "module": {
                 "configMapRef": {"name": "cm", "key": "plugin.wasm"}}}]))
             assert resolved.chain.entries[0].grants == frozenset()
+
+    def test_a_namespace_relabelled_out_of_a_grant_gets_a_chain_without_it(
+        self, plugin_dir: Path
+    ) -> None:
+        policy = Policy.from_dict({"grants": [{"namespaceSelector": {"matchLabels": {
+            "sidecars": "ok"}}, "plugins": ["sidecar"], "allow": ["sidecars"]}]})
+        labels = {"sidecars": "ok"}
+        plugins = [{"name": "s", "type": "Wasm", "module": {"plugin": "sidecar"}}]
+        with Engine(disk_cache=False) as engine:
+            chains = Chains(engine, PluginDirectory([plugin_dir]), policy, lambda ns, n: None,
+                            lambda ns: labels if ns == "team" else {})
+            assert chains.resolve(*ms(plugins)).chain.entries[0].grants == {"sidecars"}
+            labels = {}
+            chains._labels.clear()  # the label cache's TTL has passed
+            assert chains.resolve(*ms(plugins)).chain.entries[0].grants == frozenset()
+
+    def test_cached_chains_hold_at_most_max_modules_plugin_entries(
+        self, plugin_dir: Path
+    ) -> None:
+        policy = Policy.from_dict({"moduleCache": {"maxModules": 2}})
+        plugins = [{"name": "gpu", "type": "Wasm", "module": {"plugin": "nvidia-gpu-defaults"}}]
+        with Engine(disk_cache=False, max_modules=2) as engine:
+            chains = Chains(engine, PluginDirectory([plugin_dir]), policy, lambda ns, n: None)
+            first = chains.resolve(*ms(plugins, generation=1))
+            chains.resolve(*ms(plugins, generation=2))
+            chains.resolve(*ms(plugins, generation=3))  # evicts generation 1
+            assert chains.resolve(*ms(plugins, generation=1)) is not first
+            three = plugins + [{"name": f"l{i}", "type": "Wasm", "module": {
+                "plugin": "lws-standard-labels"}} for i in range(2)]
+            big = chains.resolve(*ms(three, generation=4))  # larger than the cache: not kept
+            assert chains.resolve(*ms(three, generation=4)) is not big
 
     def test_entry_limits_only_lower_the_policy(self, plugin_dir: Path) -> None:
         with Engine(disk_cache=False) as engine:

@@ -105,7 +105,8 @@ def _render(tmp_path: Path, capsys: pytest.CaptureFixture[str],
 
 def test_render_applies_the_three_plugins_by_scope(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    grant = "grants:\n  plugins:\n    huawei-ascend-defaults: [hostPath]\n"
+    grant = ("grants:\n- {namespaces: [llm], plugins: [huawei-ascend-defaults], "
+             "allow: [hostPath]}\n")
     code, pods = _render(tmp_path, capsys, grant)
     assert code == 0, pods
     assert len(pods) == 2 * (2 + 3)
@@ -139,6 +140,6 @@ def test_render_applies_the_three_plugins_by_scope(
 
 def test_render_without_the_grant_names_the_denied_hostpath(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, result = _render(tmp_path, capsys, "grants: {}\n")
+    code, result = _render(tmp_path, capsys, "grants: []\n")
     assert code != 0
     assert "hostPath" in result["stderr"] and "npus" in result["stderr"]

@@ -16,6 +16,7 @@ from podplug.runtime import (
     ChainConfigError,
     ChainEntry,
     ChainError,
+    ConfigTooLarge,
     Engine,
     FailurePolicy,
     InvalidConfig,
@@ -175,6 +176,16 @@ class TestConfig:
             hooks=("podplug_validate_config", "podplug_on_pod_create")), "v")
         with pytest.raises(InvalidConfig, match="invalid config: field gpuCount: expected"):
             Chain([ChainEntry("gpu", module, config={"gpuCount": "x"})], model_serving)
+
+    def test_an_oversize_config_is_refused_with_its_size_before_any_call(
+        self, engine: Engine, model_serving: Any
+    ) -> None:
+        module = engine.load(TRAP, "t")  # would trap if the host called it
+        with pytest.raises(ConfigTooLarge) as e:
+            Chain([ChainEntry("big", module, config={"blob": "x" * 70_000})], model_serving)
+        assert "config too large: 70" in str(e.value)
+        assert "over the operator's 65536-byte cap" in str(e.value)
+        assert (e.value.plugin, e.value.kind) == ("big", "config_too_large")
 
     def test_duplicate_plugin_names_are_refused(self, engine: Engine, model_serving: Any) -> None:
         with pytest.raises(ChainConfigError, match="duplicate plugin names: x"):

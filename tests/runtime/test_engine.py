@@ -65,6 +65,51 @@ class TestDiskCache:
         assert len(list(tmp_path.glob("*.cwasm"))) == 2
 
 
+    def test_the_directory_keeps_the_most_recently_used_within_its_size(
+        self, tmp_path: Path
+    ) -> None:
+        plugins = [wasm.mutations({"op": "setLabel", "key": "k", "value": str(i)})
+                   for i in range(6)]
+        with Engine(cache_dir=tmp_path, disk_cache=True) as probe:
+            probe.load(plugins[0], "p")
+            one = next(tmp_path.glob("*.cwasm")).stat().st_size
+        bound = 3 * one + one // 2  # three artefacts fit, a fourth does not
+        with Engine(cache_dir=tmp_path, max_disk_bytes=bound) as engine:
+            for p in plugins:
+                engine.load(p, "p")
+            files = list(tmp_path.glob("*.cwasm"))
+            assert sum(f.stat().st_size for f in files) <= bound
+            assert len(files) == 3
+        # The newest stayed: a restart finds it on disk.
+        with Engine(cache_dir=tmp_path, max_disk_bytes=bound) as again:
+            again.load(plugins[-1], "p")
+            assert (again.stats["compiled"], again.stats["disk_hits"]) == (0, 1)
+
+
+class TestMemoryCache:
+    def test_at_most_max_modules_stay_compiled_least_recently_used_go_first(self) -> None:
+        a, b, c = (wasm.mutations({"op": "setLabel", "key": "k", "value": v}) for v in "abc")
+        with Engine(disk_cache=False, max_modules=2) as engine:
+            engine.load(a, "a")
+            engine.load(b, "b")
+            engine.load(a, "a")  # a is now the most recently used
+            engine.load(c, "c")  # evicts b
+            assert engine.cached_modules == 2
+            assert engine.stats["compiled"] == 3
+            engine.load(a, "a")
+            assert engine.stats["compiled"] == 3
+            engine.load(b, "b")
+            assert engine.stats["compiled"] == 4
+
+    def test_an_evicted_module_still_serves_the_chains_that_hold_it(self) -> None:
+        a, b = (wasm.mutations({"op": "setLabel", "key": "k", "value": v}) for v in "ab")
+        with Engine(disk_cache=False, max_modules=1) as engine:
+            held = engine.load(a, "a")
+            engine.load(b, "b")
+            assert held.call_raw("create", b"\x80") == msgpack.packb(
+                {"mutations": [{"op": "setLabel", "key": "k", "value": "a"}]})
+
+
 class TestLoading:
     def test_the_same_module_is_compiled_once(self, engine: Engine) -> None:
         assert engine.load(PLUGIN, "a") is engine.load(bytearray(PLUGIN), "b")

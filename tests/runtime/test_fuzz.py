@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import copy
 import random
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import msgpack
 
 from podplug.runtime import PluginError
 from podplug.runtime.codec import decode_mutations
-from podplug.runtime.merge import merge
-from podplug.runtime.mutations import GATES, OP_MODELS
+from podplug.runtime.merge import GATES, merge
+from podplug.runtime.mutations import OP_MODELS
 
+ROOT = Path(__file__).resolve().parents[2]
 ATOMS: list[Any] = [None, True, 0, -1, 2**40, 1.5, "", "x", "vllm", "nvidia.com/gpu", "/dev/shm",
                     "modelserving.volcano.sh/role", "ENTRY_ADDRESS", "Exists", "limits", "8",
                     "emptyDir", "hostPath", "é/ü", "a" * 300, b"\xff", [], {}]
@@ -65,10 +69,28 @@ def test_random_responses_end_in_ops_or_a_typed_error(pod: dict[str, Any]) -> No
         try:
             ops = decode_mutations(raw, "fuzz", "create")
             merge(ops, pod, plugin="fuzz", hook="create", grants=frozenset(
-                rng.sample(GATES, rng.randint(0, len(GATES)))))
+                rng.sample(list(GATES), rng.randint(0, len(GATES)))))
             outcomes["merged"] += 1
         except PluginError as e:
             assert "\n" not in str(e)
             outcomes["typed error"] += 1
         assert pod == before
     assert outcomes["merged"] > 1000 and outcomes["typed error"] > 10000, outcomes
+
+
+def test_the_coverage_guided_harness_holds_its_oracle_over_the_seeds_and_a_short_run(
+    tmp_path: Path,
+) -> None:
+    """A smoke run of `make fuzz` (tests/fuzz/fuzz_merge.py): every committed seed
+    and crash regression, then 20,000 mutated inputs, with the full oracle."""
+    harness = ROOT / "tests" / "fuzz" / "fuzz_merge.py"
+    regressions = sorted((ROOT / "tests" / "fuzz" / "regressions").glob("*"))
+    if regressions:  # inputs the fuzzer once crashed on, run one by one
+        run = subprocess.run([sys.executable, str(harness), *map(str, regressions)],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-4000:]
+    run = subprocess.run([sys.executable, str(harness), str(tmp_path),
+                          str(ROOT / "tests" / "fuzz" / "corpus"), "-runs=20000", "-seed=1"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "Done 20000 runs" in run.stderr

@@ -90,3 +90,31 @@ def test_a_plugin_cannot_flood_the_log() -> None:
         raw = e.load(flood, "flood").invoke("create", b"\x80", Limits(), "flood")
     assert len(raw.logs) == 64
     assert raw.logs[0] == (1, "spam")
+
+
+def test_a_plugin_error_of_200_kb_reaches_status_events_and_logs_as_one_bounded_line(
+    engine: rt.Engine, model_serving: Any, ctx: Any, pod: dict[str, Any]
+) -> None:
+    import msgpack
+
+    from podplug.runtime.errors import MAX_MESSAGE
+
+    data = msgpack.packb({"error": "boom " * 40_000})
+    escaped = "".join(f"\\{b:02x}" for b in data)
+    heap = wasm.ALLOC.replace("(i32.const 4096)", "(i32.const 262144)")  # after the data
+    huge = engine.load(wasm.wat(f"""(module (memory (export "memory") 8) {heap}
+      (data (i32.const 16) "{escaped}")
+      (func (export "podplug_on_pod_create") (param i32 i32) (result i64)
+        i64.const {(16 << 32) | len(data)}))"""), "huge")
+    with pytest.raises(ChainError) as info:
+        Chain([ChainEntry("huge", huge)], model_serving).run_create(ctx, pod)
+    text = str(info.value.cause)
+    assert len(text) <= MAX_MESSAGE and "\n" not in text
+    assert text.startswith("plugin huge (create): plugin error: boom boom")
+    assert text.endswith("[199999 characters, truncated]")
+
+
+def test_truncate_keeps_short_text_and_says_how_long_long_text_was() -> None:
+    assert rt.truncate("short", 10) == "short"
+    cut = rt.truncate("x" * 5000, 100)
+    assert len(cut) == 100 and cut.endswith("... [5000 characters, truncated]")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from podplug.runtime import MutationDenied
-from podplug.runtime.merge import merge
+from podplug.runtime.merge import GATES, merge
 from podplug.runtime.mutations import MUTATIONS, OP_MODELS
 
 
@@ -95,7 +95,8 @@ class TestEachOp:
                   {"op": "setPriorityClassName", "value": "high-priority"},
                   {"op": "addPreferredNodeAffinity", "weight": 50, "preference": {
                       "matchExpressions": [{"key": "zone", "operator": "In",
-                                            "values": ["a"]}]}})
+                                            "values": ["a"]}]}},
+                  grants=frozenset({"priorityClass"}))
         spec = out["spec"]
         assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "H100"}
         assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
@@ -120,7 +121,7 @@ class TestEachOp:
         assert terms == [{"matchExpressions": [a, gpu]}, {"matchExpressions": [b, gpu]}]
 
     def test_gated_ops_work_when_granted(self, pod: dict[str, Any]) -> None:
-        grants = frozenset({"sidecars", "initContainers", "args", "capabilities", "hostPath"})
+        grants = frozenset(GATES)
         out = run(pod, {"op": "addContainer", "container": {"name": "proxy", "image": "envoy:1"}},
                   {"op": "addInitContainer", "container": {"name": "warm", "image": "busybox"}},
                   {"op": "setArgs", "container": "vllm", "args": ["--port", "9000"]},
@@ -237,3 +238,59 @@ def test_the_vocabulary_is_closed_and_complete() -> None:
 
     assert set(RULES) == set(OP_MODELS)
     assert len(OP_MODELS) == 24
+
+
+# One valid instance of every op, to hold each to the fields its rule may write.
+SAMPLES: dict[str, dict[str, Any]] = {
+    "setLabel": {"key": "tier", "value": "gpu"},
+    "removeLabel": {"key": "app"},
+    "setAnnotation": {"key": "note", "value": "x"},
+    "removeAnnotation": {"key": "team"},
+    "setEnv": {"name": "A", "value": "1"},
+    "removeEnv": {"name": "MODEL"},
+    "setResource": {"kind": "limits", "name": "nvidia.com/gpu", "quantity": "1"},
+    "removeResource": {"kind": "limits", "name": "cpu"},
+    "addVolume": {"volume": {"name": "dshm", "emptyDir": {"medium": "Memory"}}},
+    "removeVolume": {"name": "models"},
+    "addVolumeMount": {"mount": {"name": "models", "mountPath": "/m"}},
+    "removeVolumeMount": {"mountPath": "/models"},
+    "setNodeSelector": {"key": "gpu", "value": "h100"},
+    "removeNodeSelector": {"key": "zone"},
+    "addToleration": {"toleration": {"key": "gpu", "operator": "Exists"}},
+    "addNodeAffinityRequirement": {"expression": {"key": "gpu", "operator": "Exists"}},
+    "addPreferredNodeAffinity": {"weight": 1, "preference": {"matchExpressions": [
+        {"key": "zone", "operator": "In", "values": ["a"]}]}},
+    "setRuntimeClassName": {"value": "nvidia"},
+    "setSchedulerName": {"value": "volcano"},
+    "setPriorityClassName": {"value": "high"},
+    "addContainer": {"container": {"name": "proxy", "image": "envoy"}},
+    "addInitContainer": {"container": {"name": "warm", "image": "busybox"}},
+    "setArgs": {"args": ["--port", "1"]},
+    "addCapabilities": {"capabilities": ["IPC_LOCK"]},
+}
+
+
+@pytest.mark.parametrize("name", list(SAMPLES))
+def test_every_op_writes_only_the_fields_its_rule_names(pod: dict[str, Any], name: str) -> None:
+    from podpaths import changed_paths, within
+
+    from podplug.runtime.merge import RULES
+
+    pod["spec"]["nodeSelector"] = {"zone": "a"}
+    pod["spec"]["containers"][0]["env"].append({"name": "MODEL", "value": "llama"})
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "models", "mountPath": "/models"}]
+    out = run(pod, {"op": name, **SAMPLES[name]}, grants=frozenset(GATES))
+    changed = changed_paths(pod, out)
+    assert changed, f"{name} changed nothing"
+    assert all(within(p, RULES[name].touches) for p in changed), changed
+
+
+def test_the_abi_doc_tables_are_the_allow_list(request: pytest.FixtureRequest) -> None:
+    from pathlib import Path
+
+    from podplug.runtime import abidoc
+
+    doc = Path(request.config.rootpath) / "docs" / "abi.md"
+    assert abidoc.update(doc.read_text()) == doc.read_text(), (
+        "docs/abi.md is stale: run python -m podplug.runtime.abidoc docs/abi.md")
+    assert set(SAMPLES) == set(OP_MODELS)

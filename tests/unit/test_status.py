@@ -13,7 +13,7 @@ from podplug.operator.observe import observe
 from podplug.operator.plan import Revisions, group_statuses
 from podplug.operator.revision import Template
 from podplug.operator.spec import ModelServing
-from podplug.runtime import OutOfFuel
+from podplug.runtime import OutOfFuel, PluginReportedError
 
 REV = "new"
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
@@ -176,13 +176,6 @@ def test_a_refused_create_is_a_replica_failure_until_creating_works_again():
     assert all(c["type"] != "ReplicaFailure" for c in fixed["conditions"])
 
 
-def test_long_failure_messages_are_truncated_in_conditions():
-    ms = make_ms(plugins=[{"name": "lws-standard-labels"}])
-    err = OutOfFuel("gpu", "create", "x" * 200_000)
-    st = compute(ms, [], REV, now=T0, problems=status.Problems(plugin=err))
-    assert len(cond(st, "PluginsReady")["message"]) <= 1024
-
-
 def test_scaled_to_zero_is_available_with_zero_replicas():
     st = compute(make_ms(replicas=0), [], REV, now=T0)
     assert st["replicas"] == 0 and cond(st, "Available")["status"] == "True"
@@ -214,3 +207,13 @@ def test_conditions_satisfy_the_crd_condition_schema():
         assert re.match(item["properties"]["reason"]["pattern"], c["reason"])
         assert re.match(item["properties"]["type"]["pattern"], c["type"])
         assert c["status"] in item["properties"]["status"]["enum"]
+
+
+def test_a_long_plugin_failure_fits_the_condition_and_says_it_was_cut():
+    ms = make_ms()
+    failure = PluginReportedError("bad", "create", "x" * 200_000)
+    st = compute(ms, [], REV, problems=status.Problems(plugin=failure), now=T0)
+    message = cond(st, status.PLUGINS_READY)["message"]
+    assert len(message) <= 1024
+    assert message.startswith("plugin bad create: plugin error: xxx")
+    assert message.endswith("characters, truncated]")
