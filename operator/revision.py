@@ -1,22 +1,21 @@
-"""Revision and role-template hashes, after Kthena's, plus the plugin chain.
+"""Revision and role-template hashes: Kthena's, exactly, plus the plugin chain.
 
-Kthena (pkg/model-serving-controller/utils/revision_util.go):
-- the ModelServing revision hashes ``spec.template.roles`` only, each role with
-  ``replicas``, ``maxUnavailable`` and ``partition`` cleared (scaling and rollout
-  knobs do not change a rendered Pod);
-- the role-template hash is the same over one role;
-- hash: 32-bit FNV-1 (``fnv.New32``, not FNV-1a) over a deterministic dump of
-  the value, the uint32 printed in decimal, then ``rand.SafeEncodeString``
-  (each digit mapped into ``bcdfghjklmnpqrstvwxz2456789``).
+Kthena (pkg/model-serving-controller/utils/revision_util.go): the revision
+label (``modelserving.volcano.sh/revision``) hashes ``spec.template.roles``,
+each role with ``replicas``, ``maxUnavailable`` and ``partition`` cleared
+(scaling and rollout knobs do not change a rendered Pod); the role-template
+hash does the same over one role. :mod:`.kthena_hash` computes both exactly as
+Kthena's controller does, from the roles as the API server returns them, so
+a ModelServing's Pods carry the same labels under either controller and
+podplug can take over a namespace Kthena served without restarting a Pod.
 
-The dump differs: Kthena prints Go structs with ``dump.ForHash`` (spew), which
-only exists for Go types; we hash canonical JSON (sorted keys, no spaces) of
-the roles as the API returned them. Same inputs, same encoding, different
-digits than Kthena would print -- the two controllers never share Pods.
-
-podplug adds the plugin chain: each plugin's spec and its module's sha256
-digest, so a new config or module rolls the Pods it applies to. With no
-plugins the revision is the roles-only hash.
+podplug adds its Wasm plugins: each entry's spec and module digest are mixed
+into the revision, and into the hash of every role a plugin's scope reaches,
+so a new config or module rolls the Pods it applies to (a plugin scoped to
+``decode`` rolls decode replicas only, under RoleRollingUpdate). BuiltIn
+entries stand for Kthena's built-ins, which are part of its controller and
+not of a revision: they change no hash, as in Kthena. Without Wasm plugins
+both values are Kthena's.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from podplug.operator import kthena_hash
 from podplug.operator.spec import (
     LABEL_NAME,
     LABEL_REVISION,
@@ -40,6 +40,8 @@ _FNV32_PRIME = 0x01000193
 
 #: (plugin entry, sha256 hex digest of the module it resolved to)
 PluginDigest = tuple[PluginSpec, str]
+#: a role as the API server returns it (JSON field names, CRD defaults applied)
+RawRole = Mapping[str, Any]
 
 
 def fnv1_32(data: bytes) -> int:
@@ -57,15 +59,36 @@ def safe_encode(text: str) -> str:
 
 
 def hash_value(value: Any) -> str:
-    """FNV-1 32 of canonical JSON, decimal, safe-encoded (Kthena's Revision())."""
+    """FNV-1 32 of canonical JSON, decimal, safe-encoded (Kthena's encoding)."""
     dumped = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return safe_encode(str(fnv1_32(dumped.encode("utf-8"))))
 
 
-def _role_for_hash(role: Role) -> dict[str, Any]:
-    return role.model_dump(
-        by_alias=True, exclude_none=True, exclude={"replicas", "max_unavailable", "partition"}
-    )
+def raw_roles(spec: ModelServingSpec) -> list[dict[str, Any]]:
+    """The roles as given (the fields set, JSON names): what the hashes read."""
+    return [r.model_dump(by_alias=True, exclude_unset=True, mode="json")
+            for r in spec.template.roles]
+
+
+def _kthena_roles(roles: Sequence[RawRole]) -> str:
+    try:
+        return kthena_hash.revision({"spec": {"template": {"roles": list(roles)}}})
+    except kthena_hash.Unsupported:
+        # A value whose Go form JSON does not determine (kthena_hash's docstring):
+        # a hash of our own, stable, though not Kthena's digits.
+        return hash_value([_cleared(r) for r in roles])
+
+
+def _kthena_role(role: RawRole) -> str:
+    try:
+        return kthena_hash.role_template_hash(dict(role))
+    except kthena_hash.Unsupported:
+        return hash_value(_cleared(role))
+
+
+def _cleared(role: RawRole) -> dict[str, Any]:
+    return {k: v for k, v in role.items() if k not in ("replicas", "maxUnavailable",
+                                                       "partition")}
 
 
 def _plugins_for_hash(plugins: Sequence[PluginDigest]) -> list[dict[str, Any]]:
@@ -75,36 +98,32 @@ def _plugins_for_hash(plugins: Sequence[PluginDigest]) -> list[dict[str, Any]]:
     ]
 
 
-def model_serving_revision(
-    spec: ModelServingSpec, plugins: Sequence[PluginDigest] = ()
-) -> str:
+def _mixed(base: str, plugins: Sequence[PluginDigest]) -> str:
+    if not plugins:
+        return base
+    return hash_value({"kthena": base, "plugins": _plugins_for_hash(plugins)})
+
+
+def model_serving_revision(roles: Sequence[RawRole],
+                           plugins: Sequence[PluginDigest] = ()) -> str:
     """The value of the ``modelserving.volcano.sh/revision`` label.
 
-    ``plugins``: each entry of ``spec.plugins`` in order, with its module digest.
+    ``plugins``: the Wasm entries of ``spec.plugins`` in order, with their digests.
     """
-    roles = [_role_for_hash(r) for r in spec.template.roles]
-    if not plugins:
-        return hash_value(roles)
-    return hash_value({"roles": roles, "plugins": _plugins_for_hash(plugins)})
+    return _mixed(_kthena_roles(roles), plugins)
 
 
-def role_template_hash(role: Role, plugins: Sequence[PluginDigest] = ()) -> str:
-    """The value of ``modelserving.volcano.sh/role-template-hash`` for one role.
-
-    Only plugins whose scope reaches this role count, so a plugin limited to
-    ``decode`` rolls decode replicas only under RoleRollingUpdate.
-    """
-    own = [(p, d) for p, d in plugins if p.applies_to_role(role.name)]
-    if not own:
-        return hash_value(_role_for_hash(role))
-    return hash_value({"role": _role_for_hash(role), "plugins": _plugins_for_hash(own)})
+def role_template_hash(role: RawRole, plugins: Sequence[PluginDigest] = ()) -> str:
+    """The value of ``modelserving.volcano.sh/role-template-hash`` for one role;
+    only plugins whose scope reaches the role count."""
+    name = str(role.get("name", ""))
+    return _mixed(_kthena_role(role), [(p, d) for p, d in plugins if p.applies_to_role(name)])
 
 
-def role_template_hashes(
-    spec: ModelServingSpec, plugins: Sequence[PluginDigest] = ()
-) -> dict[str, str]:
-    """Role name -> role-template hash, for :func:`podgen.serving_group_pods`."""
-    return {r.name: role_template_hash(r, plugins) for r in spec.template.roles}
+def role_template_hashes(roles: Sequence[RawRole],
+                         plugins: Sequence[PluginDigest] = ()) -> dict[str, str]:
+    """Role name -> role-template hash."""
+    return {str(r.get("name")): role_template_hash(r, plugins) for r in roles}
 
 
 # ---------------------------------------------------------------------------
@@ -125,8 +144,9 @@ class Template:
 
 def spec_template(spec: ModelServingSpec, plugins: Sequence[PluginDigest] = ()) -> Template:
     """The template the spec asks for now (the update revision)."""
-    return Template(model_serving_revision(spec, plugins), tuple(spec.template.roles),
-                    role_template_hashes(spec, plugins))
+    roles = raw_roles(spec)
+    return Template(model_serving_revision(roles, plugins), tuple(spec.template.roles),
+                    role_template_hashes(roles, plugins))
 
 
 #: on podplug's ControllerRevisions: the role-template hashes of that revision
@@ -172,5 +192,6 @@ def template_from_controller_revision(cr: Mapping[str, Any]) -> Template | None:
         recorded = json.loads((meta.get("annotations") or {}).get(ROLE_HASHES_ANNOTATION, "{}"))
     except ValueError:
         recorded = {}
-    hashes = {r.name: str(recorded.get(r.name) or role_template_hash(r)) for r in roles}
+    hashes = {r.name: str(recorded.get(r.name) or role_template_hash(d))
+              for r, d in zip(roles, raw, strict=True)}
     return Template(revision, roles, hashes)

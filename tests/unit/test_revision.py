@@ -24,6 +24,14 @@ def spec(**over: Any) -> ModelServingSpec:
     return parse_spec({"template": {"roles": roles}, **over})
 
 
+def rev(s: ModelServingSpec, plugins: list[Any] | tuple[Any, ...] = ()) -> str:
+    return revision.model_serving_revision(revision.raw_roles(s), plugins)
+
+
+def hashes(s: ModelServingSpec, plugins: list[Any] | tuple[Any, ...] = ()) -> dict[str, str]:
+    return revision.role_template_hashes(revision.raw_roles(s), plugins)
+
+
 def wasm(name: str = "gpu", config: Any = None, roles: list[str] | None = None) -> PluginSpec:
     entry: dict[str, Any] = {"name": name, "type": "Wasm", "module": {"plugin": name}}
     if config is not None:
@@ -47,9 +55,9 @@ def test_safe_encode_maps_digits_like_kubernetes_rand():
 
 
 def test_revision_is_a_short_safe_encoded_decimal():
-    rev = revision.model_serving_revision(spec())
-    assert 1 <= len(rev) <= 10
-    assert set(rev) <= set("456789bcdf")
+    value = rev(spec())
+    assert 1 <= len(value) <= 10
+    assert set(value) <= set("456789bcdf")
 
 
 def test_hash_does_not_depend_on_key_order():
@@ -62,51 +70,51 @@ def test_hash_does_not_depend_on_key_order():
 
 
 def test_revision_ignores_replicas_and_rollout_knobs():
-    base = revision.model_serving_revision(spec())
+    base = rev(spec())
     scaled = spec(replicas=5, schedulerName="other", recoveryPolicy="None",
                   rolloutStrategy={"type": "RoleRollingUpdate"})
-    assert revision.model_serving_revision(scaled) == base
+    assert rev(scaled) == base
     roles = spec().model_dump(by_alias=True)["template"]["roles"]
     roles[0].update(replicas=4, maxUnavailable="50%", partition=1)
-    assert revision.model_serving_revision(spec(roles=roles)) == base
+    assert rev(spec(roles=roles)) == base
 
 
 def test_revision_changes_with_the_pod_template():
     roles = spec().model_dump(by_alias=True)["template"]["roles"]
     roles[0]["entryTemplate"]["spec"]["containers"][0]["image"] = "img:2"
-    assert revision.model_serving_revision(spec(roles=roles)) != revision.model_serving_revision(
+    assert rev(spec(roles=roles)) != rev(
         spec())
 
 
 def test_revision_changes_with_worker_replicas():
     roles = spec().model_dump(by_alias=True)["template"]["roles"]
     roles[0]["workerReplicas"] = 3
-    assert revision.model_serving_revision(spec(roles=roles)) != revision.model_serving_revision(
+    assert rev(spec(roles=roles)) != rev(
         spec())
 
 
 def test_revision_without_plugins_is_the_roles_only_hash():
     s = spec()
-    assert revision.model_serving_revision(s, []) == revision.model_serving_revision(s)
+    assert rev(s, []) == rev(s)
 
 
 def test_changing_a_plugin_config_changes_the_revision():
     s = spec()
-    one = revision.model_serving_revision(s, [(wasm(config={"shm": "1Gi"}), DIGEST_A)])
-    two = revision.model_serving_revision(s, [(wasm(config={"shm": "2Gi"}), DIGEST_A)])
-    assert one != two != revision.model_serving_revision(s)
+    one = rev(s, [(wasm(config={"shm": "1Gi"}), DIGEST_A)])
+    two = rev(s, [(wasm(config={"shm": "2Gi"}), DIGEST_A)])
+    assert one != two != rev(s)
 
 
 def test_changing_a_plugin_module_digest_changes_the_revision():
     s = spec()
-    assert revision.model_serving_revision(s, [(wasm(), DIGEST_A)]) != (
-        revision.model_serving_revision(s, [(wasm(), DIGEST_B)]))
+    assert rev(s, [(wasm(), DIGEST_A)]) != (
+        rev(s, [(wasm(), DIGEST_B)]))
 
 
 def test_plugin_order_is_part_of_the_revision():
     s = spec()
     a, b = (wasm("a"), DIGEST_A), (wasm("b"), DIGEST_B)
-    assert revision.model_serving_revision(s, [a, b]) != revision.model_serving_revision(s, [b, a])
+    assert rev(s, [a, b]) != rev(s, [b, a])
 
 
 # --- role template hashes -----------------------------------------------------
@@ -114,16 +122,16 @@ def test_plugin_order_is_part_of_the_revision():
 
 def test_role_template_hash_ignores_role_replicas():
     roles = spec().model_dump(by_alias=True)["template"]["roles"]
-    before = revision.role_template_hashes(spec(roles=roles))
+    before = hashes(spec(roles=roles))
     roles[0]["replicas"] = 7
-    assert revision.role_template_hashes(spec(roles=roles)) == before
+    assert hashes(spec(roles=roles)) == before
 
 
 def test_role_template_hash_changes_only_for_the_role_whose_template_changed():
     roles = spec().model_dump(by_alias=True)["template"]["roles"]
-    before = revision.role_template_hashes(spec(roles=roles))
+    before = hashes(spec(roles=roles))
     roles[1]["entryTemplate"]["spec"]["containers"][0]["image"] = "img:2"
-    after = revision.role_template_hashes(spec(roles=roles))
+    after = hashes(spec(roles=roles))
     assert after["prefill"] == before["prefill"] and after["decode"] != before["decode"]
 
 
@@ -133,6 +141,6 @@ def test_role_template_hash_changes_only_for_the_role_whose_template_changed():
 ])
 def test_a_plugin_changes_the_hash_of_the_roles_in_its_scope_only(scope, changed):
     s = spec()
-    before = revision.role_template_hashes(s)
-    after = revision.role_template_hashes(s, [(wasm(roles=scope), DIGEST_A)])
+    before = hashes(s)
+    after = hashes(s, [(wasm(roles=scope), DIGEST_A)])
     assert {r for r in before if before[r] != after[r]} == changed
