@@ -18,6 +18,13 @@ from .main import UsageError
 LEVELS = ("debug", "info", "warning", "error")
 
 
+class LeaderDefaults:
+    # LeaderSettings' defaults, without importing the operator for --help.
+    lease_duration_s = 15.0
+    renew_deadline_s = 10.0
+    retry_period_s = 2.0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("operator", help="run the ModelServing operator",
                        description="Run the operator against the cluster of the current "
@@ -57,6 +64,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="namespace of the Lease (default $POD_NAMESPACE, else podplug-system)")
     p.add_argument("--leader-elect-lease", default="podplug-operator", metavar="NAME",
                    help="name of the Lease (default %(default)s)")
+    d = LeaderDefaults()
+    p.add_argument("--leader-elect-lease-duration", type=float, default=d.lease_duration_s,
+                   metavar="SECONDS", help="how long a standby waits for an unrenewed Lease "
+                   "before it takes over (default %(default)s)")
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=d.renew_deadline_s,
+                   metavar="SECONDS", help="how long the leader keeps trying to renew before "
+                   "it stops (default %(default)s)")
+    p.add_argument("--leader-elect-retry-period", type=float, default=d.retry_period_s,
+                   metavar="SECONDS", help="between two tries to acquire or renew "
+                   "(default %(default)s)")
+    p.add_argument("--kube-api-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="read timeout of every API request but watches (default %(default)s)")
+    p.add_argument("--resync-period", type=float, default=60.0, metavar="SECONDS",
+                   help="every ModelServing is looked at again this often (default %(default)s)")
+    p.add_argument("--max-retry-delay", type=float, default=60.0, metavar="SECONDS",
+                   help="the longest backoff between two tries of a failing ModelServing "
+                   "(default %(default)s)")
+    p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="on SIGTERM, how long passes in flight get to stop (default "
+                   "%(default)s)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", choices=LEVELS, default="info")
     p.add_argument("--verbose", "-v", action="store_true", help="--log-level debug")
@@ -109,16 +136,24 @@ def operator(args: argparse.Namespace) -> int:
         raise UsageError("--workers and --write-concurrency must be at least 1")
     configure_logging(args.log_format, "debug" if args.verbose else args.log_level)
     client = ClientSettings(qps=args.kube_api_qps, burst=args.kube_api_burst,
+                            read_timeout_s=args.kube_api_timeout,
                             pool_size=args.write_concurrency + args.workers + 4)
     pod_namespace = os.environ.get("POD_NAMESPACE")
     elect = args.leader_elect if args.leader_elect is not None else bool(pod_namespace)
-    leader = LeaderSettings(namespace=args.leader_elect_namespace or pod_namespace
-                            or "podplug-system", name=args.leader_elect_lease) if elect else None
+    if not (args.leader_elect_retry_period < args.leader_elect_renew_deadline
+            < args.leader_elect_lease_duration):
+        raise UsageError("leader election needs retry period < renew deadline < lease duration")
+    leader = LeaderSettings(
+        namespace=args.leader_elect_namespace or pod_namespace or "podplug-system",
+        name=args.leader_elect_lease, lease_duration_s=args.leader_elect_lease_duration,
+        renew_deadline_s=args.leader_elect_renew_deadline,
+        retry_period_s=args.leader_elect_retry_period) if elect else None
     config = OperatorConfig(
         plugin_dirs=dirs, policy=policy, metrics_port=args.metrics_port,
         metrics_address=args.metrics_address, workers=args.workers,
         write_concurrency=args.write_concurrency, namespaces=tuple(args.namespace),
-        client=client, leader=leader)
+        client=client, leader=leader, resync_s=args.resync_period,
+        max_retry_delay_s=args.max_retry_delay, drain_s=args.drain_timeout)
     try:
         api_client = load_api_client(args.kubeconfig, args.context, client)
         run(config, Kube(api_client, client))

@@ -65,6 +65,8 @@ class OperatorConfig:
     podgroup_poll_s: float = 30.0
     #: a graceful stop waits this long for passes in flight
     drain_s: float = 10.0
+    #: the longest backoff of a failing ModelServing (client-go's is 1000s)
+    max_retry_delay_s: float = 60.0
     namespaces: Sequence[str] = field(default_factory=tuple)
     client: ClientSettings = ClientSettings()
     passes: PassSettings = PassSettings()
@@ -88,7 +90,8 @@ class Controller:
         self.events = EventRecorder(kube)
         ns_workers = config.namespace_workers or max(1, config.workers - 1)
         m = self.metrics
-        self.queue = WorkQueue(namespace_limit=ns_workers, metrics=QueueMetrics(
+        self.queue = WorkQueue(max_delay_s=config.max_retry_delay_s,
+                               namespace_limit=ns_workers, metrics=QueueMetrics(
             on_add=m.queue_adds.labels("modelserving").inc,
             on_retry=m.queue_retries.labels("modelserving").inc,
             on_wait=m.queue_wait.labels("modelserving").observe,
@@ -126,6 +129,7 @@ class Controller:
                   trim: Any = lambda o: o) -> Informer:
         inf = Informer(self.kube, kind, path, scopes, trim=trim)
         inf.handlers.append(self._child_event)
+        self.metrics.cache_objects.labels(kind).set_function(lambda: len(inf.store))
         return inf
 
     # -- lifecycle
@@ -154,6 +158,9 @@ class Controller:
                 log.info("waiting for the %s cache to sync", inf.kind)
         self._workers_started.set()
         self.metrics.leader.set(1 if self.elector is not None else 0)
+        m = self.metrics
+        m.queue_depth.labels("modelserving").set_function(lambda: len(self.queue))
+        m.queue_longest.labels("modelserving").set_function(self.queue.longest_running_s)
         for i in range(self.config.workers):
             self._spawn(self._work, f"podplug-worker-{i}")
         with self._ms_lock:
@@ -165,9 +172,13 @@ class Controller:
 
     def _lost_leadership(self) -> None:
         # controller-runtime exits here: a replica that may have been replaced
-        # must not write again. The process restarts as a standby.
+        # must not write again (passes in flight see leading() False at their
+        # next batch). The process restarts as a standby.
         self.metrics.leader.set(0)
-        self.stop(release=False)
+        self._stop.set()
+        self.queue.close()
+        log.error("exiting: no longer the leader")
+        logging.shutdown()
         os._exit(1)
 
     def _spawn(self, target: Any, name: str) -> None:
@@ -236,7 +247,9 @@ class Controller:
             self.queue.add(key)
 
     def _pod_event(self, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        if etype == "DELETED":
+        # Only the leader's own deletions are known to it: a standby would take
+        # the leader's for losses, and recover replicas nobody lost.
+        if etype == "DELETED" and self._workers_started.is_set():
             self.reconciler.pod_gone(old or obj)
 
     def _watch_podgroup_crd(self) -> None:
@@ -349,7 +362,6 @@ class Controller:
         elapsed = 0.0
         while not self._stop.wait(self.config.plugin_poll_s):
             elapsed += self.config.plugin_poll_s
-            self._update_gauges()
             current = self._plugin_signature()
             if current != signature or elapsed >= self.config.resync_s:
                 if current != signature:
@@ -357,13 +369,6 @@ class Controller:
                 signature, elapsed = current, 0.0
                 self._requeue_all()
 
-    def _update_gauges(self) -> None:
-        m = self.metrics
-        m.queue_depth.labels("modelserving").set(len(self.queue))
-        m.queue_longest.labels("modelserving").set(self.queue.longest_running_s())
-        for inf in (self.pods, self.services, self.revisions, self._podgroup_informer):
-            if inf is not None:
-                m.cache_objects.labels(inf.kind).set(len(inf.store))
 
     def _plugin_signature(self) -> tuple[tuple[str, int, int], ...]:
         sig = []
