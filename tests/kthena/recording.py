@@ -195,6 +195,7 @@ def lifecycle_view(snap: dict[str, Any]) -> dict[str, Any]:
         "modelServings": snap["modelServings"],
         "events": snap["events"],
         **({"unsettled": True} if snap.get("unsettled") else {}),
+        **({"stepError": snap["stepError"]} if "stepError" in snap else {}),
     }
 
 
@@ -367,10 +368,23 @@ class Driver:
             raise ValueError(f"unknown step op {op!r}")
 
     def run_and_settle(self, step: dict[str, Any]) -> dict[str, Any]:
-        self.run(step)
+        """Run the step and settle. A step the API server refuses (admission: the CRD's
+        schema or CEL rules) is part of the behaviour: ``stepError`` says how, and the
+        snapshot shows what the controller did (nothing). An ``apply`` refused still raises:
+        there is nothing to drive."""
+        error: dict[str, Any] | None = None
+        try:
+            self.run(step)
+        except client.ApiException as e:
+            if step["op"] == "apply":
+                raise
+            error = {"status": e.status, "message": json.loads(e.body or "{}").get("message")}
         s = step.get("settle", {})
-        return self.snap.settle(min_s=s.get("min_s", 1.0), quiet_s=s.get("quiet_s", 3.0),
+        snap = self.snap.settle(min_s=s.get("min_s", 1.0), quiet_s=s.get("quiet_s", 3.0),
                                 timeout_s=s.get("timeout_s", 60.0))
+        if error:
+            snap["stepError"] = error
+        return snap
 
 
 def ready_until_settled(driver: Driver, rounds: int = 5,

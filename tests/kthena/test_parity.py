@@ -150,7 +150,7 @@ def _record_scenario(api: client.ApiClient, ns: str, sc: dict[str, Any],
     d = Driver(api, ns, hooks=hooks)
     states = []
     for rec in sc["steps"]:
-        try:
+        try:  # a refused step other than apply is recorded by run_and_settle itself
             states.append(lifecycle_view(d.run_and_settle(rec["step"])))
         except client.ApiException as e:
             states.append({"error": f"{rec['step']['op']}: {e.status} "
@@ -338,8 +338,13 @@ def _status(st: dict[str, Any]) -> dict[str, Any]:
     return st
 
 
+_COMBINED = "(combined from similar events): "
+
+
 def _events(events: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
-    return {(e["object"], e["type"], e["reason"], e["message"]) for e in events}
+    # client-go's correlator prefixes the 11th similar event's message within 10 minutes
+    return {(e["object"], e["type"], e["reason"], e["message"].removeprefix(_COMBINED))
+            for e in events}
 
 
 def compare_snapshots(diff: Diff, where: str, exp: dict[str, Any], got: dict[str, Any]) -> None:
@@ -374,6 +379,10 @@ def compare_views(diff: Diff, where: str, exp: dict[str, Any], got: dict[str, An
     if "error" in got:
         diff.add(f"{where}", "the step ran", got["error"])
         return
+    if ("stepError" in exp) != ("stepError" in got):
+        diff.add(f"{where} admission of the step",
+                 f"refused: {exp['stepError']['message']}" if "stepError" in exp else "admitted",
+                 f"refused: {got['stepError']['message']}" if "stepError" in got else "admitted")
     e, g = exp["pods"], got["pods"]
     for name in sorted(set(e) - set(g)):
         diff.add(f"{where} pod {name}", "present", "<missing>")
