@@ -66,7 +66,7 @@ VALIDATION = json.loads((HERE / "validation" / "results.json").read_text())["res
 SERVED = [n for n, r in EXPECTED.items()
           if r.get("accepted") and VALIDATION[f"manifests/{n}.yaml"]["kthenaAdmits"]]
 ROOT = HERE.parents[1]
-WORKERS = 4
+WORKERS = 8
 
 # test id -> why podplug differs today (issue 10 item). xfail(strict=True): a case that
 # starts passing fails the run until its entry is removed.
@@ -136,13 +136,19 @@ def _admitted(custom: client.CustomObjectsApi, ns: str, obj: dict[str, Any]) -> 
         return {"admitted": False, "message": json.loads(e.body or "{}").get("message")}
 
 
+def _without_ns(obj: Any, ns: str) -> Any:
+    """The namespace replaced by ``<ns>``, as the recordings were written."""
+    return json.loads(json.dumps(obj).replace(ns, "<ns>"))
+
+
 def _record_manifest(api: client.ApiClient, ns: str, name: str) -> dict[str, Any]:
     d = Driver(api, ns)
     try:
         created = d.run_and_settle({"op": "apply", "manifest": f"{name}.yaml"})
     except client.ApiException as e:
         return {"accepted": False, "apiError": json.loads(e.body or "{}").get("message")}
-    return {"accepted": True, "created": created, "ready": ready_until_settled(d)}
+    return _without_ns({"accepted": True, "created": created, "ready": ready_until_settled(d)},
+                       ns)
 
 
 def _record_scenario(api: client.ApiClient, ns: str, sc: dict[str, Any],
@@ -151,7 +157,7 @@ def _record_scenario(api: client.ApiClient, ns: str, sc: dict[str, Any],
     states = []
     for rec in sc["steps"]:
         try:  # a refused step other than apply is recorded by run_and_settle itself
-            states.append(lifecycle_view(d.run_and_settle(rec["step"])))
+            states.append(_without_ns(lifecycle_view(d.run_and_settle(rec["step"])), ns))
         except client.ApiException as e:
             states.append({"error": f"{rec['step']['op']}: {e.status} "
                                     f"{json.loads(e.body or '{}').get('message')}"})
@@ -191,14 +197,39 @@ def _populate_takeover(api: client.ApiClient, ns: str, rec: dict[str, Any]) -> N
                                                              "spec": pg["spec"]})
     d = Driver(api, ns)
     for pod in snap["pods"].values():
-        core.create_namespaced_pod(ns, {"metadata": meta(pod["metadata"]),
-                                        "spec": json.loads(json.dumps(pod["spec"]).replace(
-                                            "<ns>", ns))})
+        spec = _unmerge_label_keys(json.loads(json.dumps(pod["spec"]).replace("<ns>", ns)))
+        core.create_namespaced_pod(ns, {"metadata": meta(pod["metadata"]), "spec": spec})
         d.mark_ready(pod["metadata"]["name"])
     status = snap["modelServings"][ms["metadata"]["name"]]["status"]
     status = json.loads(json.dumps(status).replace("<time>", "2026-01-01T00:00:00Z"))
     custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, PLURAL,
                                                  ms["metadata"]["name"], {"status": status})
+
+
+def _unmerge_label_keys(spec: Any) -> Any:
+    """A stored Pod spec, creatable again: the API server merged each podAffinity term's
+    matchLabelKeys/mismatchLabelKeys into its labelSelector at creation and refuses a Pod
+    that has them in both."""
+    if isinstance(spec, list):
+        return [_unmerge_label_keys(x) for x in spec]
+    if not isinstance(spec, dict):
+        return spec
+    out = {k: _unmerge_label_keys(v) for k, v in spec.items()}
+    keys = set(out.get("matchLabelKeys") or []) | set(out.get("mismatchLabelKeys") or [])
+    sel = out.get("labelSelector")
+    if keys and isinstance(sel, dict) and sel.get("matchExpressions"):
+        sel["matchExpressions"] = [e for e in sel["matchExpressions"] if e["key"] not in keys]
+        if not sel["matchExpressions"]:
+            del sel["matchExpressions"]
+    return out
+
+
+def _outcome(fut: Any) -> Any:
+    """A worker's result, or what went wrong, so one broken case fails only its own test."""
+    try:
+        return fut.result()
+    except Exception as e:  # reported by the test of that case
+        return {"harnessError": f"{type(e).__name__}: {e}"[:2000]}
 
 
 def _pods_by_uid(api: client.ApiClient, ns: str) -> dict[str, str]:
@@ -236,8 +267,12 @@ def podplug_results(cluster: LocalCluster, api: client.ApiClient,
         results["admission"][key] = _admitted(custom, "validation", obj)
 
     takeover_uids: dict[str, dict[str, str]] = {}
+    takeover_errors: dict[str, str] = {}
     for n in SERVED:  # before any operator runs on these namespaces
-        _populate_takeover(api, names[f"t/{n}"], EXPECTED[n])
+        try:
+            _populate_takeover(api, names[f"t/{n}"], EXPECTED[n])
+        except client.ApiException as e:  # podplug's CRD refusing the ModelServing, say
+            takeover_errors[n] = f"{e.status}: {json.loads(e.body or '{}').get('message')}"
         takeover_uids[n] = _pods_by_uid(api, names[f"t/{n}"])
 
     serial = {"controller-restart"}
@@ -251,16 +286,16 @@ def podplug_results(cluster: LocalCluster, api: client.ApiClient,
                      for n, sc in SCENARIOS.items()
                      if n not in serial and sc.get("podGroupCRD", True)}
             for n, f in futs.items():
-                results["manifests"][n] = f.result()
+                results["manifests"][n] = _outcome(f)
             for n, f in sfuts.items():
-                results["scenarios"][n] = f.result()
+                results["scenarios"][n] = _outcome(f)
         for n in serial & set(SCENARIOS):
             results["scenarios"][n] = _record_scenario(api, names[f"s/{n}"], SCENARIOS[n], hooks)
         for n in SERVED:
             ns = names[f"t/{n}"]
-            snap = Driver(api, ns).snap.settle()
+            snap = _without_ns(Driver(api, ns).snap.settle(), ns)
             results["takeover"][n] = {"before": takeover_uids[n], "after": _pods_by_uid(api, ns),
-                                      "snap": snap}
+                                      "snap": snap, "error": takeover_errors.get(n)}
     finally:
         op.stop()
 
@@ -291,39 +326,50 @@ def podplug_results(cluster: LocalCluster, api: client.ApiClient,
 
 
 class Diff:
-    """Collects differences as `object: field: Kthena X, podplug Y` lines."""
+    """Differences as (scope, object, field, Kthena's value, podplug's), reported grouped:
+    one line per (scope, field, values) listing the objects it applies to."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.items: list[tuple[str, str, str, str, str]] = []
 
-    def add(self, where: str, expected: Any, got: Any) -> None:
-        self.lines.append(f"{where}: Kthena {_short(expected)}, podplug {_short(got)}")
+    def add(self, scope: str, obj: str, field: str, expected: Any, got: Any) -> None:
+        self.items.append((scope, obj, field, _short(expected), _short(got)))
 
-    def compare(self, where: str, expected: Any, got: Any) -> None:
+    def compare(self, scope: str, obj: str, expected: Any, got: Any, field: str = "") -> None:
         if isinstance(expected, dict) and isinstance(got, dict):
             for k in sorted(set(expected) | set(got)):
+                f = f"{field}.{k}"
                 if k not in got:
-                    self.add(f"{where}.{k}", expected[k], "<missing>")
+                    self.add(scope, obj, f, expected[k], "<missing>")
                 elif k not in expected:
-                    self.add(f"{where}.{k}", "<missing>", got[k])
+                    self.add(scope, obj, f, "<missing>", got[k])
                 else:
-                    self.compare(f"{where}.{k}", expected[k], got[k])
+                    self.compare(scope, obj, expected[k], got[k], f)
         elif isinstance(expected, list) and isinstance(got, list) and len(expected) == len(got):
             for i, (e, g) in enumerate(zip(expected, got, strict=True)):
-                self.compare(f"{where}[{i}]", e, g)
+                self.compare(scope, obj, e, g, f"{field}[{i}]")
         elif expected != got:
-            self.add(where, expected, got)
+            self.add(scope, obj, field, expected, got)
 
     def check(self, title: str) -> None:
-        if self.lines:
-            head = "\n  ".join(self.lines[:60])
-            more = f"\n  ... {len(self.lines) - 60} more" if len(self.lines) > 60 else ""
-            pytest.fail(f"{title}: {len(self.lines)} difference(s)\n  {head}{more}",
-                        pytrace=False)
+        if not self.items:
+            return
+        groups: dict[tuple[str, str, str, str], list[str]] = {}
+        for scope, obj, field, exp, got in self.items:
+            groups.setdefault((scope, field, exp, got), []).append(obj)
+        lines = []
+        for (scope, field, exp, got), objs in groups.items():
+            names = ", ".join(o for o in objs[:3] if o)
+            more = f" (+{len(objs) - 3} more)" if len(objs) > 3 else ""
+            lines.append(f"{scope} {names}{more}{field}: Kthena {exp}, podplug {got}")
+        head = "\n  ".join(lines[:80])
+        tail = f"\n  ... {len(lines) - 80} more" if len(lines) > 80 else ""
+        pytest.fail(f"{title}: {len(self.items)} difference(s)\n  {head}{tail}", pytrace=False)
 
 
 def _short(v: Any) -> str:
-    s = json.dumps(v, sort_keys=True) if not isinstance(v, str) else repr(v)
+    s = v.replace("\n", " ") if isinstance(v, str) else json.dumps(v, sort_keys=True)
+    s = repr(s) if isinstance(v, str) else s
     return s if len(s) <= 300 else s[:300] + "..."
 
 
@@ -347,14 +393,28 @@ def _events(events: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
             for e in events}
 
 
+def _compare_status_and_events(diff: Diff, where: str, exp: dict[str, Any],
+                               got: dict[str, Any]) -> None:
+    for name, ms in exp["modelServings"].items():
+        gms = got["modelServings"].get(name)
+        if gms is None:
+            diff.add(f"{where} ModelServing", name, "", "present", "<missing>")
+            continue
+        diff.compare(f"{where} ModelServing", name, _status(ms["status"]),
+                     _status(gms["status"]), ".status")
+    for ev in sorted(_events(exp["events"]) - _events(got["events"])):
+        diff.add(f"{where} Event", ev[0], f" {ev[2]}", ev[3], "<none>")
+
+
 def compare_snapshots(diff: Diff, where: str, exp: dict[str, Any], got: dict[str, Any]) -> None:
     """Full snapshots (expected/): exact, as the module docstring says."""
     for kind in ("pods", "services", "controllerRevisions", "podGroups"):
         e, g = exp[kind], got[kind]
+        scope = f"{where} {kind[:-1]}"
         for name in sorted(set(e) - set(g)):
-            diff.add(f"{where} {kind[:-1]} {name}", "present", "<missing>")
+            diff.add(scope, name, "", "present", "<missing>")
         for name in sorted(set(g) - set(e)):
-            diff.add(f"{where} {kind[:-1]} {name}", "<missing>", "present")
+            diff.add(scope, name, "", "<missing>", "present")
         for name in sorted(set(e) & set(g)):
             eo, go = copy.deepcopy(e[name]), copy.deepcopy(g[name])
             for o in (eo, go):
@@ -362,50 +422,34 @@ def compare_snapshots(diff: Diff, where: str, exp: dict[str, Any], got: dict[str
                     o["metadata"]["annotations"] = _own_annotations(o["metadata"]["annotations"])
                     if not o["metadata"]["annotations"]:
                         del o["metadata"]["annotations"]
-            diff.compare(f"{where} {kind[:-1]} {name}", eo, go)
-    for name, ms in exp["modelServings"].items():
-        gms = got["modelServings"].get(name)
-        if gms is None:
-            diff.add(f"{where} ModelServing {name}", "present", "<missing>")
-            continue
-        diff.compare(f"{where} ModelServing {name} .status", _status(ms["status"]),
-                     _status(gms["status"]))
-    for ev in sorted(_events(exp["events"]) - _events(got["events"])):
-        diff.add(f"{where} Event", "/".join(ev), "<none>")
+            diff.compare(scope, name, eo, go)
+    _compare_status_and_events(diff, where, exp, got)
 
 
 def compare_views(diff: Diff, where: str, exp: dict[str, Any], got: dict[str, Any]) -> None:
     """Lifecycle views (scenarios/)."""
     if "error" in got:
-        diff.add(f"{where}", "the step ran", got["error"])
+        diff.add(where, "", "", "the step ran", got["error"])
         return
     if ("stepError" in exp) != ("stepError" in got):
-        diff.add(f"{where} admission of the step",
+        diff.add(where, "", " admission of the step",
                  f"refused: {exp['stepError']['message']}" if "stepError" in exp else "admitted",
                  f"refused: {got['stepError']['message']}" if "stepError" in got else "admitted")
     e, g = exp["pods"], got["pods"]
     for name in sorted(set(e) - set(g)):
-        diff.add(f"{where} pod {name}", "present", "<missing>")
+        diff.add(f"{where} pod", name, "", "present", "<missing>")
     for name in sorted(set(g) - set(e)):
-        diff.add(f"{where} pod {name}", "<missing>", "present")
+        diff.add(f"{where} pod", name, "", "<missing>", "present")
     for name in sorted(set(e) & set(g)):
         ep, gp = dict(e[name]), dict(g[name])
         ep["annotations"] = _own_annotations(ep["annotations"])
         gp["annotations"] = _own_annotations(gp["annotations"])
-        diff.compare(f"{where} pod {name}", ep, gp)
-    diff.compare(f"{where} services", exp["services"], got["services"])
-    diff.compare(f"{where} controllerRevisions", exp["controllerRevisions"],
+        diff.compare(f"{where} pod", name, ep, gp)
+    diff.compare(f"{where} services", "", exp["services"], got["services"])
+    diff.compare(f"{where} controllerRevisions", "", exp["controllerRevisions"],
                  got["controllerRevisions"])
-    diff.compare(f"{where} podGroups", exp["podGroups"], got["podGroups"])
-    for name, ms in exp["modelServings"].items():
-        gms = got["modelServings"].get(name, {"status": "<missing>"})
-        if isinstance(gms["status"], str):
-            diff.add(f"{where} ModelServing {name}", "present", "<missing>")
-            continue
-        diff.compare(f"{where} ModelServing {name} .status", _status(ms["status"]),
-                     _status(gms["status"]))
-    for ev in sorted(_events(exp["events"]) - _events(got["events"])):
-        diff.add(f"{where} Event", "/".join(ev), "<none>")
+    diff.compare(f"{where} podGroups", "", exp["podGroups"], got["podGroups"])
+    _compare_status_and_events(diff, where, exp, got)
 
 
 # -- tests -----------------------------------------------------------------------------
@@ -429,6 +473,8 @@ def test_admission_matches_kthena(podplug_results: dict[str, Any], key: str) -> 
                                   for n in SERVED])
 def test_objects_match_kthena(podplug_results: dict[str, Any], name: str) -> None:
     got = podplug_results["manifests"][name]
+    if "harnessError" in got:
+        pytest.fail(f"{name}: {got['harnessError']}", pytrace=False)
     if not got["accepted"]:
         pytest.fail(f"{name}: Kthena serves it; podplug's API server refused it: "
                     f"{got['apiError']}", pytrace=False)
@@ -445,11 +491,13 @@ def _scenario_params() -> list[Any]:
 @pytest.mark.parametrize("name", _scenario_params())
 def test_scenario_step_matches_kthena(podplug_results: dict[str, Any], name: str) -> None:
     states = podplug_results["scenarios"][name]
+    if isinstance(states, dict):
+        pytest.fail(f"{name}: {states['harnessError']}", pytrace=False)
     diff = Diff()
     for i, rec in enumerate(SCENARIOS[name]["steps"]):
         op = rec["step"]["op"]
         if i >= len(states):
-            diff.add(f"step {i} ({op})", "ran", "<not reached>")
+            diff.add(f"step {i} ({op})", "", "", "ran", "<not reached>")
             break
         compare_views(diff, f"step {i} ({op})", rec["state"], states[i])
     diff.check(f"{name} ({SCENARIOS[name]['about']})")
@@ -459,18 +507,21 @@ def test_scenario_step_matches_kthena(podplug_results: dict[str, Any], name: str
                                   for n in SERVED])
 def test_takeover_restarts_nothing(podplug_results: dict[str, Any], name: str) -> None:
     t = podplug_results["takeover"][name]
+    if t["error"]:
+        pytest.fail(f"takeover of {name}: Kthena's objects could not be re-created: "
+                    f"{t['error']}", pytrace=False)
     diff = Diff()
     for pod, uid in sorted(t["before"].items()):
         after = t["after"].get(pod)
         if after is None:
-            diff.add(f"pod {pod}", "kept", "deleted")
+            diff.add("pod", pod, "", "kept", "deleted")
         elif after != uid:
-            diff.add(f"pod {pod}", "kept", "deleted and recreated")
+            diff.add("pod", pod, "", "kept", "deleted and recreated")
     for pod in sorted(set(t["after"]) - set(t["before"])):
-        diff.add(f"pod {pod}", "<none>", "created")
+        diff.add("pod", pod, "", "<none>", "created")
     exp = EXPECTED[name]["ready"]["pods"]
     for pod, p in sorted(t["snap"]["pods"].items()):
         if pod in exp:
-            diff.compare(f"pod {pod} labels", exp[pod]["metadata"].get("labels"),
-                         p["metadata"].get("labels"))
+            diff.compare("pod", pod, exp[pod]["metadata"].get("labels"),
+                         p["metadata"].get("labels"), ".metadata.labels")
     diff.check(f"takeover of {name}")
