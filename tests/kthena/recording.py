@@ -230,6 +230,16 @@ def _pod_names(snap_pods: list[dict[str, Any]], selector: str | None) -> list[st
     return [n for n in names if re.fullmatch(selector, n)]
 
 
+def _conditions(now: str, ready: bool, reason: str | None = None) -> list[dict[str, Any]]:
+    """A kubelet's Pod conditions: scheduled and initialized, containers ready or not."""
+    st = "True" if ready else "False"
+    extra = {"reason": reason} if reason else {}
+    return [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": st, "lastTransitionTime": now, **extra},
+            {"type": "Ready", "status": st, "lastTransitionTime": now, **extra}]
+
+
 def _json_patch_op(obj: Any, op: dict[str, Any]) -> None:
     *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in op["path"][1:].split("/")]
     for p in parents:
@@ -269,11 +279,7 @@ class Driver:
     def mark_ready(self, name: str, ready: bool = True) -> None:
         pod = self.core.read_namespaced_pod(name, self.ns)
         now = _now()
-        st = "True" if ready else "False"
-        conds = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                 {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                 {"type": "ContainersReady", "status": st, "lastTransitionTime": now},
-                 {"type": "Ready", "status": st, "lastTransitionTime": now}]
+        conds = _conditions(now, ready)
         old = {c.name: c.restart_count for c in (pod.status.container_statuses or [])}
         cs = [{"name": c.name, "image": c.image, "imageID": "", "ready": ready,
                "started": ready, "restartCount": old.get(c.name, 0),
@@ -287,12 +293,7 @@ class Driver:
         or an eviction)."""
         pod = self.core.read_namespaced_pod(name, self.ns)
         now = _now()
-        conds = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                 {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                 {"type": "ContainersReady", "status": "False", "lastTransitionTime": now,
-                  "reason": "PodFailed"},
-                 {"type": "Ready", "status": "False", "lastTransitionTime": now,
-                  "reason": "PodFailed"}]
+        conds = _conditions(now, False, "PodFailed")
         cs = [{"name": c.name, "image": c.image, "imageID": "", "ready": False,
                "started": False, "restartCount": 0,
                "state": {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": now,
@@ -306,12 +307,7 @@ class Driver:
         pod = self.core.read_namespaced_pod(name, self.ns)
         now = _now()
         old = {c.name: c.restart_count for c in (pod.status.container_statuses or [])}
-        conds = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                 {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                 {"type": "ContainersReady", "status": "False", "lastTransitionTime": now,
-                  "reason": "ContainersNotReady"},
-                 {"type": "Ready", "status": "False", "lastTransitionTime": now,
-                  "reason": "ContainersNotReady"}]
+        conds = _conditions(now, False, "ContainersNotReady")
         cs = []
         for i, c in enumerate(pod.spec.containers):
             restarted = i == 0
@@ -367,6 +363,18 @@ class Driver:
         else:
             raise ValueError(f"unknown step op {op!r}")
 
+    def wait_observed(self, timeout_s: float = 30.0) -> bool:
+        """Until the controller has seen the current spec (status.observedGeneration), so a
+        slow start or a busy controller is not mistaken for a settled state."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            mss = self.snap._ms_list()
+            if all((m.get("status") or {}).get("observedGeneration", 0)
+                   >= m["metadata"].get("generation", 0) for m in mss):
+                return True
+            time.sleep(0.25)
+        return False
+
     def run_and_settle(self, step: dict[str, Any]) -> dict[str, Any]:
         """Run the step and settle. A step the API server refuses (admission: the CRD's
         schema or CEL rules) is part of the behaviour: ``stepError`` says how, and the
@@ -379,6 +387,8 @@ class Driver:
             if step["op"] == "apply":
                 raise
             error = {"status": e.status, "message": json.loads(e.body or "{}").get("message")}
+        if step["op"] in ("apply", "patch", "json_patch") and not error:
+            self.wait_observed()
         s = step.get("settle", {})
         snap = self.snap.settle(min_s=s.get("min_s", 1.0), quiet_s=s.get("quiet_s", 3.0),
                                 timeout_s=s.get("timeout_s", 60.0))

@@ -24,19 +24,17 @@ Events: every (object, type, reason, message) Kthena recorded must be among podp
 order and counts aside (Kthena's client-go recorder aggregates repeats and drops events past
 25 per object, FINDINGS.md); namespaces and uids as in recording.py.
 
-Cases podplug does not pass yet are in KNOWN_GAPS (xfail, strict): remove an entry when
-podplug passes it.
+Cases podplug does not pass yet are listed in known_gaps.yaml (xfail, strict): remove an
+entry when podplug passes it.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -56,25 +54,28 @@ from recording import (
     ready_until_settled,
 )
 
-from podplug.devcluster.cluster import LocalCluster, free_port
+from podplug.devcluster.cluster import LocalCluster, project_crds
+from podplug.operator.sources import shipped_plugins_dir
 
 HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
 EXPECTED = {p.stem: json.loads(p.read_text()) for p in sorted((HERE / "expected").glob("*.json"))}
 SCENARIOS = {p.stem: json.loads(p.read_text())
              for p in sorted((HERE / "scenarios").glob("*.json"))}
 VALIDATION = json.loads((HERE / "validation" / "results.json").read_text())["results"]
 SERVED = [n for n, r in EXPECTED.items()
           if r.get("accepted") and VALIDATION[f"manifests/{n}.yaml"]["kthenaAdmits"]]
-ROOT = HERE.parents[1]
-WORKERS = 8
+WORKERS = 8  # cases recorded at once: most of a case is waiting for its steps to settle
 
-# test id -> why podplug differs today (issue 10 item). xfail(strict=True): a case that
-# starts passing fails the run until its entry is removed.
-KNOWN_GAPS: dict[str, str] = {}
+# known_gaps.yaml: per test kind, case -> why podplug differs today (issue 10 item).
+# Each marks its test xfail(strict=True): a case podplug starts passing fails the run until
+# its entry is removed, so the file is always the current list of differences.
+KNOWN_GAPS: dict[str, dict[str, str]] = yaml.safe_load(
+    (HERE / "known_gaps.yaml").read_text()) or {}
 
 
-def _gap(test_id: str) -> list[Any]:
-    reason = KNOWN_GAPS.get(test_id)
+def _gap(kind: str, case: str) -> list[Any]:
+    reason = (KNOWN_GAPS.get(kind) or {}).get(case)
     return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
 
 
@@ -85,33 +86,31 @@ def _ns(kind: str, name: str) -> str:
 # -- podplug's side -------------------------------------------------------------------
 
 
-class Operator:
-    """`podplug operator` over the given namespaces, as tests/integration runs it."""
+def _load(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# tests/integration's runner of `podplug operator`, reused
+_operator_tests = _load("podplug_operator_tests", ROOT / "tests" / "integration" /
+                        "test_operator.py")
+
+
+class Operator(_operator_tests.Operator):  # type: ignore[misc,name-defined]
+    """`podplug operator` over every given namespace, with the shipped plugins (Kthena's
+    BuiltIn names resolve to them)."""
 
     def __init__(self, cluster: LocalCluster, namespaces: list[str], log: Path) -> None:
-        self.argv = [sys.executable, "-m", "podplug.cli.main", "operator",
-                     "--metrics-port", str(free_port())]
-        for ns in namespaces:
+        super().__init__(cluster, namespaces[0], shipped_plugins_dir(), None, log)
+        for ns in namespaces[1:]:
             self.argv += ["-n", ns]
-        self.env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.argv, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        time.sleep(2)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
+        super().start()
+        time.sleep(2)  # kopf's start-up: watches established before the first step
 
     def restart(self) -> None:
         self.stop()
@@ -304,8 +303,6 @@ def podplug_results(cluster: LocalCluster, api: client.ApiClient,
         if sc.get("podGroupCRD", True):
             continue
         with LocalCluster() as c2:
-            from podplug.devcluster.cluster import project_crds
-
             c2.install_crds(project_crds())
             api2 = c2.api_client()
             ns = _ns("s", n)
@@ -455,7 +452,7 @@ def compare_views(diff: Diff, where: str, exp: dict[str, Any], got: dict[str, An
 # -- tests -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", [pytest.param(k, marks=_gap(f"admission:{k}"), id=k)
+@pytest.mark.parametrize("key", [pytest.param(k, marks=_gap("admission", k), id=k)
                                  for k in VALIDATION])
 def test_admission_matches_kthena(podplug_results: dict[str, Any], key: str) -> None:
     kthena = VALIDATION[key]
@@ -469,7 +466,7 @@ def test_admission_matches_kthena(podplug_results: dict[str, Any], key: str) -> 
                     pytrace=False)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_gap(f"objects:{n}"), id=n)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_gap("objects", n), id=n)
                                   for n in SERVED])
 def test_objects_match_kthena(podplug_results: dict[str, Any], name: str) -> None:
     got = podplug_results["manifests"][name]
@@ -485,7 +482,7 @@ def test_objects_match_kthena(podplug_results: dict[str, Any], name: str) -> Non
 
 
 def _scenario_params() -> list[Any]:
-    return [pytest.param(n, marks=_gap(f"scenario:{n}"), id=n) for n in SCENARIOS]
+    return [pytest.param(n, marks=_gap("scenarios", n), id=n) for n in SCENARIOS]
 
 
 @pytest.mark.parametrize("name", _scenario_params())
@@ -503,7 +500,7 @@ def test_scenario_step_matches_kthena(podplug_results: dict[str, Any], name: str
     diff.check(f"{name} ({SCENARIOS[name]['about']})")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_gap(f"takeover:{n}"), id=n)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_gap("takeover", n), id=n)
                                   for n in SERVED])
 def test_takeover_restarts_nothing(podplug_results: dict[str, Any], name: str) -> None:
     t = podplug_results["takeover"][name]
