@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PODPLUG := $(VENV)/bin/podplug
 export PODPLUG_CACHE_DIR ?= $(HOME)/.cache/podplug
 
-.PHONY: venv deps test test-unit demo controlplane lint bench fuzz clean
+.PHONY: venv deps test test-unit demo controlplane lint bench bench-operator bench-fairness fuzz clean
 
 # A stamp keyed on pyproject.toml: the venv is rebuilt only when deps change.
 $(VENV)/.stamp: pyproject.toml
@@ -42,6 +42,15 @@ demo: deps venv controlplane
 
 bench: venv
 	$(PY) bench/run.py
+
+# The operator on the local control plane: 400 Pods against a plain client's
+# floor, scaling, and (AT_SCALE=1) 1,000 ModelServings / 10,000 Pods.
+bench-operator: venv controlplane
+	$(PY) bench/operator.py $(if $(AT_SCALE),--at-scale)
+
+# How long a healthy tenant waits while two others run hostile plugins or huge objects.
+bench-fairness: venv controlplane
+	$(PY) bench/fairness.py
 
 # Coverage-guided fuzzing of the response decoder, op validator and merge
 # (tests/fuzz/fuzz_merge.py). New inputs go to .fuzz/corpus, crashes to .fuzz/;

@@ -110,6 +110,12 @@ class Controller:
         self.caches = Caches(self.pods.store, self.services.store, self.revisions.store)
         self._model_servings: dict[Key, dict[str, Any]] = {}
         self._ms_lock = threading.Lock()
+        # What a pass saw, so a resync of an object nothing has touched since a
+        # pass that found nothing to do costs nothing: per key, a counter of the
+        # watch events of what it owns, and the fingerprint of its last clean pass.
+        self._events: dict[Key, int] = {}
+        self._clean: dict[Key, tuple[Any, ...]] = {}
+        self._modules_generation = 0
         self.reconciler = Reconciler(kube, self.caches, self.chains, self.metrics, self.events,
                                      self.pool, self.model_serving, config.passes,
                                      max_pods=config.policy.max_pods_per_model_serving)
@@ -219,6 +225,7 @@ class Controller:
             else:
                 self._model_servings[key] = body
         if etype == "DELETED" or old is None or _matters(old, body):
+            self._touch(key)
             self.queue.add(key)
 
     def model_serving(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -237,6 +244,7 @@ class Controller:
         with self._ms_lock:
             keys = [k for k in self._model_servings if k[0] == namespace]
         for key in keys:
+            self._touch(key)
             self.queue.add(key)
 
     # -- what the informers see
@@ -244,7 +252,18 @@ class Controller:
     def _child_event(self, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         key = owner_key(obj)
         if key is not None:
+            self._touch(key)
             self.queue.add(key)
+
+    def _touch(self, key: Key) -> None:
+        with self._ms_lock:
+            self._events[key] = self._events.get(key, 0) + 1
+
+    def _fingerprint(self, key: Key) -> tuple[Any, ...]:
+        with self._ms_lock:
+            obj = self._model_servings.get(key) or {}
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            return (rv, self._events.get(key, 0), self._modules_generation)
 
     def _pod_event(self, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         # Only the leader's own deletions are known to it: a standby would take
@@ -309,6 +328,11 @@ class Controller:
 
     def _process(self, key: Key) -> None:
         namespace, name = key
+        seen = self._fingerprint(key)
+        if seen[0] is not None and self._clean.get(key) == seen:
+            self.metrics.reconciles.labels("unchanged").inc()
+            return  # nothing happened to it since a pass that had nothing to do
+        self._clean.pop(key, None)
         started = time.monotonic()
         try:
             outcome = self.reconciler.reconcile(key, self._cancel_for(key))
@@ -331,7 +355,13 @@ class Controller:
             return
         if outcome.result == "gone":
             self.queue.discard(key)
+            with self._ms_lock:
+                self._events.pop(key, None)
+                self._clean.pop(key, None)
             return
+        if (outcome.result == "ok" and not outcome.created and not outcome.deleted
+                and outcome.requeue_after is None and not outcome.wrote):
+            self._clean[key] = seen
         if outcome.result not in ("cancelled", "invalid"):
             self.queue.forget(key)
         if outcome.requeue_after is not None:
@@ -366,6 +396,8 @@ class Controller:
             if current != signature or elapsed >= self.config.resync_s:
                 if current != signature:
                     log.info("plugin directory changed: rechecking every ModelServing")
+                    with self._ms_lock:
+                        self._modules_generation += 1
                 signature, elapsed = current, 0.0
                 self._requeue_all()
 

@@ -27,12 +27,14 @@ with its reason; the queue retries with the key's backoff.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachetools import LRUCache
 from pydantic import ValidationError
 
 from podplug.operator import podgen, podgroups
@@ -107,6 +109,8 @@ class Outcome:
     message: str = ""
     #: a plugin hit its deadline: the tenant is held back (WorkQueue.penalize)
     deadline_hit: bool = False
+    #: the pass wrote something (status, Services, PodGroups, patches)
+    wrote: bool = False
 
     @property
     def failed(self) -> bool:
@@ -144,6 +148,21 @@ class Reconciler:
         self.recoveries = Recoveries()
         self.role_statuses = RoleStatuses()
         self._podgroup_requests: dict[tuple[Any, ...], podgroups.PodRequests] = {}
+        # Kthena's hash walks the whole Go layout of a PodSpec (about a
+        # millisecond a role): computed once per generation and module digests.
+        self._templates: LRUCache[tuple[Any, ...], Template] = LRUCache(4096)
+        self._templates_lock = threading.Lock()
+
+    def template(self, ms: ModelServing, resolved: ResolvedChain) -> Template:
+        """The spec's template (revision and role hashes), memoised."""
+        key = (ms.metadata.uid, ms.metadata.generation, resolved.key)
+        with self._templates_lock:
+            hit = self._templates.get(key)
+        if hit is None or not ms.metadata.uid:
+            hit = spec_template(ms.spec, resolved.digests)
+            with self._templates_lock:
+                self._templates[key] = hit
+        return hit
 
     # -- what informers tell us between passes
 
@@ -207,22 +226,24 @@ class Reconciler:
                             "observedGeneration": meta.get("generation")}, previous)
 
     def _write_status(self, obj: dict[str, Any], ms: ModelServing,
-                      groups: Sequence[Any], revision: str, problems: Problems) -> None:
+                      groups: Sequence[Any], revision: str, problems: Problems) -> bool:
+        """Write the status if it changed; whether it did."""
         previous = obj.get("status") or {}
         status = compute_status(ms, groups, revision, previous=previous, problems=problems)
         meta = obj["metadata"]
-        self._patch_status(meta["namespace"], meta["name"], status, previous)
+        return self._patch_status(meta["namespace"], meta["name"], status, previous)
 
     def _patch_status(self, namespace: str, name: str, status: dict[str, Any],
-                      previous: Mapping[str, Any]) -> None:
+                      previous: Mapping[str, Any]) -> bool:
         if _same_status(status, previous):
-            return
+            return False
         try:
             self.kube.merge_patch(self.kube.model_serving_path(namespace, name, "status"),
                                   {"status": status})
         except ApiError as e:
             if not e.not_found:  # deleted meanwhile
                 raise
+        return True
 
     def _delete_orphans(self, namespace: str, name: str, live_uid: str | None) -> int:
         """Delete what a gone ModelServing owned (the garbage collector would,
@@ -260,6 +281,8 @@ class _Step:
     more: bool = False
     cancelled: str | None = None
     deadline_hit: bool = False
+    #: anything was written (objects, patches, the status)
+    wrote: bool = False
 
 
 class _Pass:
@@ -331,7 +354,7 @@ class _Pass:
         except PluginError as e:
             return self._plugin_unavailable(e, observed)
         self._report_chain(resolved)
-        update = spec_template(ms.spec, resolved.digests)
+        update = r.template(ms, resolved)
         revs = self._revisions(update)
         recovery, wake = self._recovery(observed)
         p = plan(ms, observed, revs, recovery, pod_budget=r.settings.pod_budget)
@@ -404,6 +427,7 @@ class _Pass:
             roles = ((self.obj.get("spec") or {}).get("template") or {}).get("roles") or []
             cr = controller_revision(self.ms.name, self.ns, podgen.owner_reference(self.ms),
                                      template, roles)
+            self.step.wrote = True
             try:
                 made = r.kube.create(
                     r.kube.group_path("apps/v1", "controllerrevisions", self.ns), cr)
@@ -449,6 +473,8 @@ class _Pass:
             r.expectations.deleted(self.key, [{"metadata": {"name": pod_name, "uid": uid}}])
             self.step.deleted += 1
             tasks.append(lambda n=pod_name, u=uid: r.kube.delete(f"{pods_path}/{n}", uid=u))
+        if tasks:
+            self.step.wrote = True
         self._run_all(tasks)
 
     def _services_of(self, group: str) -> list[str]:
@@ -511,6 +537,7 @@ class _Pass:
         path = r.kube.group_path(podgroups.GROUP_VERSION, podgroups.PLURAL, self.ns)
         current = store.get(self.ns, group)
         if current is None:
+            self.step.wrote = True
             try:
                 store.upsert(r.kube.create(path, want))
             except ApiError as e:
@@ -522,6 +549,7 @@ class _Pass:
                            f"ModelServing {self.ms.name}")
         update = podgroups.update_of(current, want)
         if update is not None:
+            self.step.wrote = True
             store.upsert(r.kube.replace(f"{path}/{group}", update))
 
     def _update_podgroups(self, p: Plan, requests: podgroups.PodRequests) -> None:
@@ -635,6 +663,8 @@ class _Pass:
             if svc["metadata"]["name"] in observed.services:
                 continue
             tasks.append(lambda s=svc: self._create_service(s))
+        if tasks:
+            self.step.wrote = True
         try:
             self._run_all(tasks)
         except ApiError as e:
@@ -686,6 +716,7 @@ class _Pass:
                     r.metrics.observe(self.ns, self.ms.name, result.records)
                     patch = _metadata_patch(full["metadata"], result.pod.get("metadata") or {})
                     patch.setdefault("annotations", {})[READY_HOOK_ANNOTATION] = pod.ready_since
+                self.step.wrote = True
                 r.kube.merge_patch(path, {"metadata": patch})
 
     # -- finishing
@@ -714,8 +745,9 @@ class _Pass:
             r.events.warn(self.obj, step.failure.condition, str(step.failure))
         if step.failed_create is not None:
             r.events.warn(self.obj, "FailedCreate", step.failed_create)
-        r._write_status(self.obj, self.ms, groups, update.revision,
-                        Problems(plugin=step.failure, failed_create=step.failed_create))
+        if r._write_status(self.obj, self.ms, groups, update.revision,
+                           Problems(plugin=step.failure, failed_create=step.failed_create)):
+            step.wrote = True
         self._clean_revisions(update)
 
     def _clean_revisions(self, update: Template) -> None:
@@ -729,6 +761,7 @@ class _Pass:
         for cr in r.caches.revisions.owned_by(self.ns, self.ms.name):
             revision = (cr["metadata"].get("labels") or {}).get("modelserving.volcano.sh/revision")
             if owned_by(cr, self.uid) and revision not in keep:
+                self.step.wrote = True
                 r.kube.delete(f"{path}/{cr['metadata']['name']}")
                 r.caches.revisions.remove(self.ns, cr["metadata"]["name"])
 
@@ -751,7 +784,7 @@ class _Pass:
             return Outcome("requeue", requeue_after=0.0, created=created, deleted=deleted,
                            deadline_hit=step.deadline_hit)
         return Outcome("ok", requeue_after=wake, created=created, deleted=deleted,
-                       deadline_hit=step.deadline_hit)
+                       deadline_hit=step.deadline_hit, wrote=step.wrote)
 
 
 def _same_status(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
