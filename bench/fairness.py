@@ -11,6 +11,7 @@ alone. Medians of ``--runs`` runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -25,8 +26,6 @@ from kubernetes import client
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT / "tests" / "runtime"))
-
-import contextlib
 
 from test_fairness import SPIN_LOGGING, serving  # noqa: E402
 
