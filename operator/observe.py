@@ -262,9 +262,12 @@ def observe(
         seen = pod_state(pod)
         if seen is None:
             continue
-        parent, gi = parse_ordinal(seen.group)
-        rparent, ri = parse_ordinal(seen.role_id)
-        if parent != ms_name or gi < 0 or rparent != seen.role or ri < 0 or seen.index < 0:
+        # Kthena's GetParentNameAndOrdinal reads the ordinal whatever the prefix: a
+        # template may set the group-name label itself (one of Kthena's examples
+        # does), and that label is then the serving group's name.
+        _, gi = parse_ordinal(seen.group)
+        _, ri = parse_ordinal(seen.role_id)
+        if gi < 0 or ri < 0 or seen.index < 0:
             continue
         group = by_group.get(seen.group)
         if group is None:

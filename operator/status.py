@@ -75,14 +75,15 @@ def label_selector(ms: ModelServing) -> str:
     """The scale subresource's selector: one Pod per serving group.
 
     Kthena pins it to the entry Pod of replica 0 of the first role, so HPA/KEDA
-    count groups, not Pods. Keys sorted, as labels.Set.String() prints them.
+    count groups, not Pods. ``key=value`` pairs sorted, as labels.Set.String()
+    prints them (so ``role-id=...`` comes before ``role=...``).
     """
     labels = {LABEL_NAME: ms.metadata.name, LABEL_ENTRY: ENTRY_VALUE}
     roles = ms.spec.template.roles
     if roles:
         labels[LABEL_ROLE] = roles[0].name
         labels[LABEL_ROLE_ID] = podgen.role_id(roles[0].name, 0)
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return ",".join(sorted(f"{k}={v}" for k, v in labels.items()))  # labels.Set.String()
 
 
 def _go_ints(values: Sequence[int]) -> str:

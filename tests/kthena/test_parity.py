@@ -374,11 +374,54 @@ def _own_annotations(ann: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (ann or {}).items() if not k.startswith("podplug.io/")}
 
 
+#: podplug's own condition types (docs/operator.md): beside Kthena's, not compared
+PODPLUG_CONDITIONS = {"PluginsReady", "ReplicaFailure", "SpecValid"}
+#: counts podplug writes as 0 where Kthena's omitempty leaves them out
+COUNTS = ("replicas", "availableReplicas", "updatedReplicas", "currentReplicas")
+
+
 def _status(st: dict[str, Any]) -> dict[str, Any]:
+    """A status as compared. Deliberate differences (docs/operator.md, "Where podplug
+    differs"), normalised: a zero count is written, not omitted; podplug's own
+    condition types are left out; a condition turned False by its exclusive partner is
+    compared by type and status only (Kthena keeps its old reason and message, podplug
+    takes the partner's), as is one whose status did not change (Kthena keeps the first
+    message, podplug keeps it current)."""
     st = copy.deepcopy(st)
+    for k in COUNTS:
+        if st.get(k) == 0:
+            del st[k]
+    conds = []
     for c in st.get("conditions") or []:
+        if c.get("type") in PODPLUG_CONDITIONS:
+            continue
         c.pop("lastTransitionTime", None)
+        if c.get("status") == "False" or c.get("type") == "Progressing":
+            c.pop("reason", None)
+            c.pop("message", None)
+        conds.append(c)
+    if conds:
+        st["conditions"] = sorted(conds, key=lambda c: c["type"])
+    else:
+        st.pop("conditions", None)
     return st
+
+
+def _revision_data(cr: dict[str, Any]) -> dict[str, Any]:
+    """A ControllerRevision with its roles compared as the Go values Kthena decodes
+    them to (kthena_hash's spew): Kthena writes Go's marshalling of the roles
+    (``resources: {}``, quantities as strings), podplug the roles as the API server
+    returned them; both decode to the same Role."""
+    from podplug.operator import kthena_hash
+
+    cr = copy.deepcopy(cr)
+    data = cr.get("data")
+    roles = data.get("data") if isinstance(data, dict) else None
+    if isinstance(roles, list):
+        cr["data"] = {"data": [kthena_hash.spew(kthena_hash.ROLE,
+                                                kthena_hash._decode(kthena_hash.ROLE, r))
+                               for r in roles]}
+    return cr
 
 
 _COMBINED = "(combined from similar events): "
@@ -414,6 +457,8 @@ def compare_snapshots(diff: Diff, where: str, exp: dict[str, Any], got: dict[str
             diff.add(scope, name, "", "<missing>", "present")
         for name in sorted(set(e) & set(g)):
             eo, go = copy.deepcopy(e[name]), copy.deepcopy(g[name])
+            if kind == "controllerRevisions":
+                eo, go = _revision_data(eo), _revision_data(go)
             for o in (eo, go):
                 if "annotations" in o.get("metadata", {}):
                     o["metadata"]["annotations"] = _own_annotations(o["metadata"]["annotations"])

@@ -65,7 +65,7 @@ def cond(st: dict[str, Any], ctype: str) -> dict[str, Any]:
 def test_label_selector_pins_the_first_roles_first_entry_pod():
     assert status.label_selector(make_ms()) == (
         "modelserving.volcano.sh/entry=true,modelserving.volcano.sh/name=llm,"
-        "modelserving.volcano.sh/role=prefill,modelserving.volcano.sh/role-id=prefill-0"
+        "modelserving.volcano.sh/role-id=prefill-0,modelserving.volcano.sh/role=prefill"
     )
 
 
