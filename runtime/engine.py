@@ -377,8 +377,9 @@ class CompiledModule:
         self._pre_ptr = self._pre.ptr()
         self._names = {h: export.encode() for h, export in abi.HOOK_EXPORTS.items()}
         version = self._abi_version(name)
-        if version != abi.ABI_VERSION:
-            raise AbiMismatch(name, "", f"module speaks {version}, host speaks {abi.ABI_VERSION}")
+        if version not in abi.SUPPORTED_VERSIONS:
+            raise AbiMismatch(name, "", f"module speaks {version}, host speaks "
+                              f"{' and '.join(map(str, abi.SUPPORTED_VERSIONS))}")
         self.info = ModuleInfo(
             digest=digest,
             size=size,
@@ -452,7 +453,7 @@ class CompiledModule:
         if hook not in self._hooks:
             raise KeyError(hook)
         start = time.perf_counter()
-        with _Call(self, plugin, hook, limits) as call:
+        with _Call(self, plugin, hook, limits, len(request)) as call:
             alloc = call.export_func(abi.ALLOC_EXPORT)
             ptr = call.call_func(alloc, (len(request),)) & _U32
             if ptr == 0 and request:
@@ -500,10 +501,11 @@ class _Call:
         "state",
     )
 
-    def __init__(self, mod: CompiledModule, plugin: str, hook: str, limits: Limits) -> None:
+    def __init__(self, mod: CompiledModule, plugin: str, hook: str, limits: Limits,
+                 request_len: int = 0) -> None:
         self.mod, self.plugin, self.hook, self.limits = mod, plugin, hook, limits
         self.state = CallState()
-        self.fuel = limits.fuel
+        self.fuel = limits.fuel_for(request_len)
 
     def __enter__(self) -> _Call:
         engine = self.mod.engine
@@ -592,7 +594,9 @@ class _Call:
         p, h, lim = self.plugin, self.hook, self.limits
         words = self.state.last_words
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
-            return OutOfFuel(p, h, f"used all {lim.fuel:,} units")
+            extra = "" if self.fuel == lim.fuel else (
+                f" ({lim.fuel:,} + {lim.fuel_per_request_byte} per request byte)")
+            return OutOfFuel(p, h, f"used all {self.fuel:,} units{extra}")
         if code == wasmtime.TrapCode.INTERRUPT:
             return DeadlineExceeded(p, h, f"still running after {lim.timeout_s:g}s")
         # A refused memory.grow is not a trap: the guest's allocator fails later

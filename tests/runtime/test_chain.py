@@ -63,10 +63,13 @@ class TestOrder:
         prepacked = codec.pod_request(
             codec.hook_fields("create"), codec.plugin_field("gpu", {"gpuCount": 8}),
             codec.model_serving_field(model_serving),
-            codec.context_fields("llama-0", "prefill", "prefill-0", True), pod)
-        whole = {"abi": 1, "hook": "create", "plugin": {"name": "gpu", "config": {"gpuCount": 8}},
-                 "modelServing": model_serving, "servingGroup": "llama-0", "roleName": "prefill",
-                 "roleID": "prefill-0", "isEntry": True, "pod": pod}
+            codec.context_fields("llama-0", "prefill", "prefill-0", True), codec.pod_field(pod),
+            codec.role_field(model_serving, "prefill"))
+        whole = {"abi": 2, "hook": "create", "plugin": {"name": "gpu", "config": {"gpuCount": 8}},
+                 "modelServing": codec.model_serving_for(model_serving, 2),
+                 "servingGroup": "llama-0", "roleName": "prefill", "roleID": "prefill-0",
+                 "isEntry": True, "role": codec.model_serving_for(model_serving, 2)["spec"][
+                     "template"]["roles"][0], "pod": pod}
         assert prepacked == msgpack.packb(whole, use_bin_type=True)
 
     def test_the_guest_receives_the_request_bytes_exactly(
