@@ -1,4 +1,4 @@
-//! Typed config: the entry's config deserialized by rmp-serde into the
+//! Typed config: the entry's config deserialized (src/de.rs) into the
 //! plugin's own type, with errors that name the field they happened in
 //! (`field gpu.count: invalid type: string "x", expected u32`): serde's own
 //! messages do not, and a config error that does not say where is a poor
@@ -46,9 +46,8 @@ impl std::error::Error for ConfigError {}
 /// Deserializes `T` from the MessagePack `bytes` of a config, strictly (nil
 /// is only an `Option`'s `None`), naming the field of the first error.
 pub fn from_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
-    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    de.set_max_depth(256);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let mut de = crate::de::Deserializer::new(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let message = e.inner().to_string();
         let mut segments: Vec<&Segment> = e.path().iter().collect();
         // An unknown key is the map's problem: name the map, not the key
@@ -74,7 +73,9 @@ pub fn from_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError>
             }
         }
         ConfigError { path, message }
-    })
+    })?;
+    de.end().map_err(|e| ConfigError { path: String::new(), message: e.to_string() })?;
+    Ok(value)
 }
 
 /// Deserializes `T` from a [`Value`] the same way (e.g. a nested part of a config).

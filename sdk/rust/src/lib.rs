@@ -45,6 +45,7 @@
 #[cfg(target_arch = "wasm32")]
 pub mod alloc;
 mod config;
+mod de;
 mod error;
 pub mod k8s;
 pub mod log;

@@ -3,7 +3,7 @@
 //!
 //! Decoding is lazy and zero-copy: the request is split into its top-level
 //! parts once, and each part (the Pod, the ModelServing, the role, the config)
-//! is deserialized by rmp-serde the first time the plugin reads it, with its
+//! is deserialized (src/de.rs: serde over rmp's markers) the first time the plugin reads it, with its
 //! strings borrowed from the request bytes (`&'static str`: the request lives
 //! as long as the instance, which the host discards after the call). Keys this
 //! SDK does not model are skipped without being decoded; absent ones and nil
@@ -175,7 +175,7 @@ impl HookRequest {
 
     /// The config as sent, for plugins that read it by hand.
     pub fn config_value(&self) -> &Value {
-        self.config.value.get_or_init(|| rmp_serde::from_slice(self.config.raw).unwrap_or_else(|_| Value::map()))
+        self.config.value.get_or_init(|| crate::de::from_slice(self.config.raw).unwrap_or_else(|_| Value::map()))
     }
 
     /// For `create` the Pod about to be created (as left by the plugins

@@ -2,7 +2,7 @@
 //! decoded: objects a plugin passes through (a volume, a toleration, a
 //! container) must reach the host in that order (docs/abi.md, canonical
 //! encoding), which a `BTreeMap`/`HashMap` would not give. It is a serde
-//! type: rmp-serde reads and writes it (src/wire.rs), this file only models it.
+//! type: src/de.rs reads it, rmp-serde writes it; this file only models it.
 
 use std::fmt;
 
@@ -230,9 +230,7 @@ impl Value {
         if end != bytes.len() {
             return Err(crate::DecodeError { offset: end, reason: "trailing bytes after the value".into() });
         }
-        let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-        de.set_max_depth(256);
-        Value::deserialize(&mut de).map_err(|e| crate::DecodeError { offset: 0, reason: e.to_string() })
+        crate::de::from_slice(bytes).map_err(|e| crate::DecodeError { offset: 0, reason: e.to_string() })
     }
 
     /// The canonical MessagePack encoding (smallest headers, keys in order).

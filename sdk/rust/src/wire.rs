@@ -1,6 +1,7 @@
 //! The request on the wire: a MessagePack map whose values are kept as the
-//! byte slices they occupy, so each part is decoded (by rmp-serde, borrowing
-//! its strings from the request) only when the plugin reads it. Finding a
+//! byte slices they occupy, so each part is decoded (by src/de.rs, borrowing
+//! its strings from the request) only when the plugin reads it; responses are
+//! encoded by rmp-serde. Finding a
 //! value's extent walks its markers without allocating or recursing, so a
 //! deeply nested or huge part the plugin never reads costs a scan, not a
 //! decode.
@@ -129,11 +130,9 @@ pub fn entries(buf: &[u8]) -> Result<Vec<(&str, &[u8])>, DecodeError> {
     Ok(out)
 }
 
-/// Deserializes one value with rmp-serde, borrowing strings from `bytes`.
-pub fn decode<T: serde::Deserialize<'static>>(bytes: &'static [u8]) -> Result<T, rmp_serde::decode::Error> {
-    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    de.set_max_depth(256);
-    T::deserialize(&mut de)
+/// Deserializes one value, borrowing strings from `bytes`.
+pub fn decode<T: serde::Deserialize<'static>>(bytes: &'static [u8]) -> Result<T, crate::de::Error> {
+    crate::de::from_slice(bytes)
 }
 
 /// The canonical encoding (docs/abi.md) of anything serde can serialize:
