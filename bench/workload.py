@@ -97,3 +97,23 @@ def workload(obj: dict[str, Any] | None = None, *, role: str = "decode",
     plan = next(p for p in plans if p.role_name == role and p.is_entry == entry)
     ctx = PodContext(plan.serving_group, plan.role_name, plan.role_id, plan.is_entry)
     return Workload(obj, model_serving_view(obj), ctx, plan.pod)
+
+
+def sized(target: int) -> Workload:
+    """A Pod whose v2 request is about ``target`` bytes: below the demo Pod's
+    size a single-container template, above it more env on the main container."""
+    if target < 8_000:
+        obj = model_serving()
+        for role in obj["spec"]["template"]["roles"]:
+            for key in ("entryTemplate", "workerTemplate"):
+                spec = role[key]["spec"]
+                spec["containers"] = spec["containers"][:1]
+                spec["initContainers"] = []
+                spec["containers"][0]["env"] = spec["containers"][0]["env"][:2]
+        return workload(obj)
+    base = workload()
+    per_var = 70  # one EXTRA_SETTING_nnnnn env var, packed
+    import msgpack
+
+    have = len(msgpack.packb(base.pod)) + 2_500  # + the rest of a v2 request
+    return workload(model_serving(extra_env=max(0, (target - have) // per_var)))

@@ -69,12 +69,16 @@ def model_serving_field(model_serving: Mapping[str, Any], version: int = abi.ABI
     return _pair("modelServing", model_serving_for(model_serving, version))
 
 
-def role_field(model_serving: Mapping[str, Any], role_name: str) -> bytes:
+def role_of(model_serving: Mapping[str, Any], role_name: str) -> dict[str, Any]:
     """``role`` (v2): the Pod's role in ``spec.template.roles``, without its
     templates; an empty map when the ModelServing has no such role."""
     role = next((r for r in _roles(model_serving)
                  if isinstance(r, Mapping) and r.get("name") == role_name), {})
-    return _pair("role", without_templates(role))
+    return without_templates(role)
+
+
+def role_field(model_serving: Mapping[str, Any], role_name: str) -> bytes:
+    return _pair("role", role_of(model_serving, role_name))
 
 
 def context_fields(serving_group: str, role_name: str, role_id: str, is_entry: bool) -> bytes:

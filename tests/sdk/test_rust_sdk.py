@@ -145,6 +145,18 @@ def test_a_part_the_hook_never_reads_is_never_decoded(testplugin: CompiledModule
     assert answer(testplugin, data)["mutations"][0]["quantity"] == "1"
 
 
+def test_hostile_nesting_in_an_unread_part_is_skipped_without_recursion(
+    testplugin: CompiledModule,
+) -> None:
+    data = request({"action": "ok", "gpus": 1})
+    deep = b"\xa6future" + b"\x91" * 100_000 + b"\xc0"
+    data = bytes((data[0] + 1,)) + data[1:] + deep
+    assert answer(testplugin, data)["mutations"][0]["quantity"] == "1"
+    ext = bytes((data[0],)) + data[1:-len(deep)] + b"\xa6future\xd4\x01\x02"
+    assert answer(testplugin, ext)["error"].startswith(
+        "invalid request: malformed MessagePack at byte ")
+
+
 def test_request_keys_the_sdk_does_not_know_are_ignored(testplugin: CompiledModule) -> None:
     data = request({"action": "ok", "gpus": 1}, futureKey={"a": [1, 2.5, None]},
                    pod={"metadata": {"name": "p", "creationTimestamp": None}, "spec": {
