@@ -521,50 +521,73 @@ export class Decoder {
   }
 
   /** Checks one whole value: every length fits the input, map keys are
-   * strings, no ext types, nesting at most MAX_DEPTH. Iterative (a stack of
-   * item counts), so no input can overflow the wasm stack. */
+   * strings, no ext types, nesting at most MAX_DEPTH; records the layout of
+   * its arrays and maps. Iterative (a stack of item counts), so no input can
+   * overflow the wasm stack; the common markers (fixint, fixstr, fixmap,
+   * fixarray) take a fast path, as fuel is counted per instruction. */
   private check(): void {
     const layout = new Layout();
     this.layout = layout;
-    const left = new StaticArray<u64>(MAX_DEPTH + 2);
-    const isMap = new StaticArray<bool>(MAX_DEPTH + 2);
-    const open = new StaticArray<i32>(MAX_DEPTH + 2); // the container of each level
-    let depth = 0;
-    left[0] = 1;
+    // Per level, 16 bytes: items left (u64), container number (i32), is a map (i32).
+    const stack = heap.alloc(<usize>(MAX_DEPTH + 2) << 4);
+    store<u64>(stack, 1);
+    store<i32>(stack, 0, 12);
+    let depth: i32 = 0;
+    let pos = this.pos;
+    const end = this.end;
     while (true) {
-      while (depth > 0 && left[depth] == 0) {
-        const k = open[depth];
-        unchecked(layout.ends[k] = this.pos);
+      let level = stack + (<usize>depth << 4);
+      let left = load<u64>(level);
+      while (left == 0) {
+        if (depth == 0) { this.pos = pos; return; }
+        const k = load<i32>(level, 8);
+        unchecked(layout.ends[k] = pos);
         unchecked(layout.after[k] = layout.ends.length);
         depth--;
+        level -= 16;
+        left = load<u64>(level);
       }
-      if (left[depth] == 0) return;
-      const key = isMap[depth] && (left[depth] & 1) == 0;
-      left[depth]--;
-      if (!this.need(1)) return;
-      const t = this.u8();
-      if (key && !((t >= 0xa0 && t <= 0xbf) || (t >= 0xd9 && t <= 0xdb))) {
-        this.fail("map key is not a string");
-        return;
-      }
-      const shape = this.shape(t);
-      if (this.error != null) return;
-      if (shape == -1) { this.fail("unsupported MessagePack type 0x" + t.toString(16)); return; }
-      if (shape >= 0) {
-        if (!this.need(<usize>shape)) return;
-        this.pos += <usize>shape;
+      const key = load<i32>(level, 12) != 0 && (left & 1) == 0;
+      store<u64>(level, left - 1);
+      if (pos >= end) { this.fail("truncated input"); return; }
+      const t = <u32>load<u8>(pos);
+      pos++;
+      if (key && !(t - 0xa0 <= 0x1f || t - 0xd9 <= 2)) { this.fail("map key is not a string"); return; }
+      let items: u64;
+      let isMap = false;
+      if (t <= 0x7f || t >= 0xe0) continue;
+      if (t - 0xa0 <= 0x1f) {
+        const n = <usize>(t & 0x1f);
+        if (end - pos < n) { this.fail("truncated input"); return; }
+        pos += n;
         continue;
       }
-      const items = <u64>(-2 - shape);
+      if (t - 0x80 <= 0x0f) { items = <u64>(t & 0x0f) << 1; isMap = true; }
+      else if (t - 0x90 <= 0x0f) items = <u64>(t & 0x0f);
+      else {
+        this.pos = pos;
+        const shape = this.shape(t);
+        if (this.error != null) return;
+        pos = this.pos;
+        if (shape == -1) { this.fail("unsupported MessagePack type 0x" + t.toString(16)); return; }
+        if (shape >= 0) {
+          if (<i64>(end - pos) < shape) { this.fail("truncated input"); return; }
+          pos += <usize>shape;
+          continue;
+        }
+        items = <u64>(-2 - shape);
+        isMap = t == 0xde || t == 0xdf;
+      }
       // Each item takes at least a byte: refuse counts the input cannot hold.
-      if (<u64>(this.end - this.pos) < items) { this.fail("truncated input"); return; }
+      if (<u64>(end - pos) < items) { this.fail("truncated input"); return; }
       if (depth >= MAX_DEPTH) { this.fail("nesting deeper than " + MAX_DEPTH.toString()); return; }
       depth++;
-      open[depth] = layout.ends.length;
+      level += 16;
+      store<u64>(level, items);
+      store<i32>(level, layout.ends.length, 8);
+      store<i32>(level, isMap ? 1 : 0, 12);
       layout.ends.push(0);
       layout.after.push(0);
-      left[depth] = items;
-      isMap[depth] = t >= 0x80 && t <= 0x8f || t == 0xde || t == 0xdf;
     }
   }
 

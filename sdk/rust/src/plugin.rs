@@ -81,16 +81,17 @@ impl Plugin {
     }
 
     fn call_static(&self, hook: &str, request: &'static [u8]) -> Vec<u8> {
-        let req = HookRequest::from_msgpack(request).map_err(Error::from);
+        let decoded = HookRequest::from_msgpack(request);
+        let req = decoded.as_ref().map_err(|e| Error::from(e.clone()));
         let mut out = Vec::with_capacity(256);
         match hook {
-            "validate_config" => match req.and_then(|r| self.validate(&r)) {
+            "validate_config" => match req.and_then(|r| self.validate(r)) {
                 Ok(()) => response(&mut out, "valid", &Value::Bool(true), None),
                 Err(e) => response(&mut out, "valid", &Value::Bool(false), Some(e.message())),
             },
             "create" | "ready" => {
                 let hook_fn = if hook == "create" { self.on_pod_create } else { self.on_pod_ready };
-                match req.and_then(|r| Self::run(hook_fn, &r)) {
+                match req.and_then(|r| Self::run(hook_fn, r)) {
                     Ok(m) => {
                         rmp::encode::write_map_len(&mut out, 1).expect("to memory");
                         rmp::encode::write_str(&mut out, "mutations").expect("to memory");
@@ -101,6 +102,10 @@ impl Plugin {
             }
             other => error_response(&mut out, &format!("unknown hook {:?}", other)),
         }
+        // In wasm the instance is discarded after the call: freeing the
+        // decoded parts piece by piece would only burn fuel.
+        #[cfg(target_arch = "wasm32")]
+        std::mem::forget(decoded);
         out
     }
 }

@@ -43,6 +43,33 @@ pub fn skip(buf: &[u8], mut pos: usize) -> Result<usize, DecodeError> {
         let at = pos;
         let byte = *buf.get(pos).ok_or_else(|| err(pos, "unexpected end of input"))?;
         pos += 1;
+        // The markers of almost every item, first: fuel is counted per instruction.
+        match byte {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => continue,
+            0xa0..=0xbf => {
+                let n = (byte & 0x1f) as usize;
+                if n > buf.len() - pos {
+                    return Err(err(pos, "unexpected end of input"));
+                }
+                pos += n;
+                continue;
+            }
+            0x80..=0x8f => {
+                pending += 2 * (byte & 0x0f) as usize;
+                if pending > buf.len() - pos {
+                    return Err(err(pos, "unexpected end of input"));
+                }
+                continue;
+            }
+            0x90..=0x9f => {
+                pending += (byte & 0x0f) as usize;
+                if pending > buf.len() - pos {
+                    return Err(err(pos, "unexpected end of input"));
+                }
+                continue;
+            }
+            _ => {}
+        }
         // (payload bytes, header bytes holding a length, values inside)
         let (mut payload, len_bytes, items_per_len) = match Marker::from_u8(byte) {
             Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => (0, 0, 0),
