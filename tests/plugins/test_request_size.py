@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 
 from podplug.runtime import Chain, ChainEntry, Engine, Limits, PodContext
