@@ -34,7 +34,7 @@ from podplug.runtime.engine import wat_to_wasm
 
 ROOT = Path(__file__).resolve().parent.parent
 ALLOC = (Path(__file__).parent / "wat" / "alloc.wat").read_text()
-SIZES = (2_000, 12_000, 64_000, 256_000, 1_000_000)
+SIZES = (2_000, 3_900, 16_000, 64_000, 256_000, 1_000_000)
 
 
 def measure(fn: Callable[[], object], n: int) -> tuple[float, float]:

@@ -68,7 +68,8 @@ class Workload:
 def model_serving(*, extra_env: int = 0, containers: int = 0) -> dict[str, Any]:
     """The fixture ModelServing; ``extra_env`` env vars and ``containers`` more
     sidecars per template grow it (request-size scaling)."""
-    obj = fixtures.model_serving()
+    # The fixture's roles share one template dict: copy before growing it.
+    obj = copy.deepcopy(fixtures.model_serving())
     obj = {"apiVersion": "workload.serving.volcano.sh/v1alpha1", "kind": "ModelServing", **obj}
     obj["metadata"]["ownerReferences"] = [LWS_OWNER]
     obj["spec"]["plugins"] = []
@@ -99,10 +100,21 @@ def workload(obj: dict[str, Any] | None = None, *, role: str = "decode",
     return Workload(obj, model_serving_view(obj), ctx, plan.pod)
 
 
+def request_size(w: Workload) -> int:
+    """Bytes of the v2 request a plugin gets for ``w`` (empty config)."""
+    from podplug.runtime import codec
+
+    parts = (codec.hook_fields("create"), codec.plugin_field("p", {}),
+             codec.model_serving_field(w.view), codec.role_field(w.view, w.ctx.role_name),
+             codec.context_fields(w.ctx.serving_group, w.ctx.role_name, w.ctx.role_id,
+                                  w.ctx.is_entry), codec.pod_field(w.pod))
+    return 1 + sum(len(p) for p in parts)
+
+
 def sized(target: int) -> Workload:
     """A Pod whose v2 request is about ``target`` bytes: below the demo Pod's
     size a single-container template, above it more env on the main container."""
-    if target < 8_000:
+    if target < 3_000:
         obj = model_serving()
         for role in obj["spec"]["template"]["roles"]:
             for key in ("entryTemplate", "workerTemplate"):
@@ -112,8 +124,6 @@ def sized(target: int) -> Workload:
                 spec["containers"][0]["env"] = spec["containers"][0]["env"][:2]
         return workload(obj)
     base = workload()
-    per_var = 70  # one EXTRA_SETTING_nnnnn env var, packed
-    import msgpack
-
-    have = len(msgpack.packb(base.pod)) + 2_500  # + the rest of a v2 request
-    return workload(model_serving(extra_env=max(0, (target - have) // per_var)))
+    one = workload(model_serving(extra_env=100))
+    per_var = (request_size(one) - request_size(base)) / 100
+    return workload(model_serving(extra_env=max(0, int((target - request_size(base)) / per_var))))

@@ -18,10 +18,12 @@ class Limits:
     #: allowance for the request's size below. 50M is ~100x what a shipped
     #: plugin needs on a typical Pod, and stops a runaway loop in tens of ms.
     fuel: int = 50_000_000
-    #: more fuel per byte of request: decoding is linear in the request, so a
-    #: legitimate 1 MiB Pod gets 50M + 1 MiB x 64 = 117M (docs/abi.md, Limits).
-    #: Not lowered per ModelServing: lowering ``fuel`` is the knob.
-    fuel_per_request_byte: int = 64
+    #: more fuel per byte of request: reading a request is linear in its size,
+    #: so a 1 MiB Pod gets 50M + 1 MiB x 200 = 260M (docs/abi.md, Limits). The
+    #: SDKs' worst measured case is ~220 per byte (Rust, a Pod of 65,536
+    #: one-letter labels that the plugin reads); the wall-clock deadline still
+    #: bounds a runaway. Not lowered per ModelServing: lowering ``fuel`` is.
+    fuel_per_request_byte: int = 200
     #: linear-memory cap per instance, bytes. Plugins need a few MiB.
     memory_bytes: int = 64 * _MI
     #: wall-clock deadline per call, seconds, enforced by epoch interruption.

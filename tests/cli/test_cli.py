@@ -59,7 +59,7 @@ def test_a_plugin_failure_is_one_line_and_exit_1(files: dict[str, Path], capsys:
     err = capsys.readouterr().err.strip()
     assert code == 1
     assert err.startswith("podplug: plugin loop (create): out of fuel: used all ")
-    assert err.endswith(" units (100,000 + 64 per request byte)")
+    assert err.endswith(" units (100,000 + 200 per request byte)")
 
 
 def test_the_deadline_option_stops_a_slow_plugin(files: dict[str, Path], capsys: Any) -> None:
