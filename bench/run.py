@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- request size
     t = Table("Request size: the demo chain on bigger Pods (more env, more containers)",
-              ["request bytes", "packb", "chain median", "x packb", "fuel", "fuel/byte",
-               "fuel / default limit"])
+              ["request bytes", "packb", "chain median", "x packb", "fuel (busiest plugin)",
+               "fuel/byte", "of its limit"])
     for target in SIZES:
         sized = workload.sized(target)
         c = demo_chain(engine, sized.view)
