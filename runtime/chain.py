@@ -138,7 +138,8 @@ class Chain:
         self._hook_fields = {(v, h): codec.hook_fields(h, v)
                              for v in versions for h in ("create", "ready")}
         # role name -> packed ``role`` (v2), filled on first use: a chain serves
-        # every Pod of its ModelServing, roles are few.
+        # every Pod of its ModelServing, roles are few. Two threads filling the
+        # same role at once only pack the same bytes twice.
         self._role_fields: dict[str, bytes] = {}
         for e in self.entries:
             self._validate_config(e)
