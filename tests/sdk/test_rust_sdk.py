@@ -134,9 +134,13 @@ def test_undecodable_requests_are_error_responses_naming_the_part(
         "error": "invalid request: malformed MessagePack at byte 6: unexpected end of input"}
     # A part is decoded when the hook reads it: a Pod of the wrong shape is the
     # call's error, whatever the hook made of the empty Pod it read instead.
-    bad_pod = request({"action": "error"}, pod={"spec": {"containers": [{"name": 5}]}})
+    bad_pod = request({"action": "error"}, pod={"metadata": {"name": 5}})
     assert answer(testplugin, bad_pod) == {
         "error": "invalid request: pod: invalid type: integer `5`, expected a borrowed string"}
+    # The hook reads the Pod's name only: its spec is never decoded.
+    bad_spec = request({"action": "error"}, pod={"metadata": {"name": "p"},
+                                                 "spec": {"containers": [{"name": 5}]}})
+    assert answer(testplugin, bad_spec) == {"error": "refused p"}
 
 
 def test_a_part_the_hook_never_reads_is_never_decoded(testplugin: CompiledModule) -> None:

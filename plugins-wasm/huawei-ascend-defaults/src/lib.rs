@@ -227,7 +227,7 @@ fn create(req: &HookRequest, cfg: &Config) -> Result<Mutations, Error> {
             effect: t.effect.clone(),
             toleration_seconds: t.toleration_seconds,
         };
-        if !pod.spec.tolerations.contains(&t) {
+        if !pod.spec().tolerations.contains(&t) {
             m.add_toleration(t);
         }
     }

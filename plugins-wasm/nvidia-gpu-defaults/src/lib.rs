@@ -86,7 +86,7 @@ fn create(req: &HookRequest, cfg: &Config) -> Result<Mutations, Error> {
     let mut m = Mutations::new();
 
     if let Some(rc) = cfg.runtime_class_name.as_deref().filter(|rc| !rc.is_empty()) {
-        match pod.spec.runtime_class_name {
+        match pod.spec().runtime_class_name {
             Some(current) if current == rc => {}
             Some(_) if !cfg.overwrite => {}
             _ => {

@@ -17,6 +17,9 @@ use serde::forward_to_deserialize_any;
 
 use crate::wire;
 
+/// The newtype name that asks for a value's encoded bytes instead of the value.
+pub(crate) const RAW: &str = "$podplug::raw";
+
 /// Deeper nesting than any Kubernetes object needs; bounds recursion.
 const MAX_DEPTH: u32 = 256;
 
@@ -241,7 +244,13 @@ impl<'de, 'a> de::Deserializer<'de> for &'a mut Deserializer<'de> {
         visitor.visit_unit()
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Error> {
+        if name == RAW {
+            // A part decoded later (`request::Lazy`): its encoded bytes, unread.
+            let start = self.pos;
+            self.pos = wire::skip(self.buf, start).map_err(|e| Error(e.to_string()))?;
+            return visitor.visit_borrowed_bytes(&self.buf[start..self.pos]);
+        }
         visitor.visit_newtype_struct(self)
     }
 

@@ -29,6 +29,95 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> R
     Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
+thread_local! {
+    /// The first part of this call's request that did not decode, from a
+    /// [`Lazy`] view deep inside it (the views do not point back at their
+    /// request). Reset by each `HookRequest::from_msgpack`.
+    static PROBLEM: RefCell<Option<String>> = RefCell::new(None);
+}
+
+fn record_problem(what: &str, e: &dyn fmt::Display) {
+    PROBLEM.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_none() {
+            *p = Some(format!("{}: {}", what, e));
+        }
+    });
+}
+
+/// A field of a view that is decoded when first read (`pod.spec()`,
+/// `pod.status()`): a plugin that reads only a Pod's metadata does not pay
+/// for its spec. Deserializes only from the SDK's own decoder.
+pub struct Lazy<T> {
+    what: &'static str,
+    raw: &'static [u8],
+    value: OnceCell<T>,
+}
+
+impl<T: Deserialize<'static> + Default> Lazy<T> {
+    fn new(what: &'static str, raw: &'static [u8]) -> Self {
+        Lazy { what, raw, value: OnceCell::new() }
+    }
+
+    /// The value, decoded now if it was not yet; one that does not decode
+    /// reads as its default and is the call's error.
+    pub fn get(&self) -> &T {
+        self.value.get_or_init(|| match wire::decode::<Option<T>>(self.raw) {
+            Ok(v) => v.unwrap_or_default(),
+            Err(e) => {
+                record_problem(self.what, &e);
+                T::default()
+            }
+        })
+    }
+}
+
+impl<T: Deserialize<'static> + Default> Default for Lazy<T> {
+    fn default() -> Self {
+        Lazy::new("", EMPTY_MAP)
+    }
+}
+
+impl<T: Clone> Clone for Lazy<T> {
+    fn clone(&self) -> Self {
+        Lazy { what: self.what, raw: self.raw, value: self.value.clone() }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Lazy<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.value.get() {
+            Some(v) => v.fmt(f),
+            None => write!(f, "<{} bytes, not decoded>", self.raw.len()),
+        }
+    }
+}
+
+/// `Lazy<T>` named for its error messages (`pod.spec: ...`).
+macro_rules! lazy_field {
+    ($name:ident, $what:expr) => {
+        fn $name<'de, D: Deserializer<'de>, T: Deserialize<'static> + Default>(d: D) -> Result<Lazy<T>, D::Error>
+        where
+            'de: 'static,
+        {
+            struct RawVisitor;
+            impl<'de> serde::de::Visitor<'de> for RawVisitor {
+                type Value = &'de [u8];
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a value")
+                }
+                fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<&'de [u8], E> {
+                    Ok(v)
+                }
+            }
+            let raw = d.deserialize_newtype_struct(crate::de::RAW, RawVisitor)?;
+            Ok(Lazy::new($what, raw))
+        }
+    };
+}
+lazy_field!(lazy_pod_spec, "pod.spec");
+lazy_field!(lazy_pod_status, "pod.status");
+
 /// A part of the request, decoded on first use.
 struct Part<T> {
     raw: &'static [u8],
@@ -78,6 +167,7 @@ impl HookRequest {
     /// decoded when first read. The bytes must outlive the request: in wasm
     /// they are the request the host wrote, alive until the instance goes.
     pub fn from_msgpack(bytes: &'static [u8]) -> Result<HookRequest, RequestError> {
+        PROBLEM.with(|p| *p.borrow_mut() = None);
         let entries = wire::entries(bytes).map_err(|e| RequestError(e.to_string()))?;
         let mut req = HookRequest {
             abi: 0,
@@ -140,7 +230,10 @@ impl HookRequest {
 
     /// Why a part of this request did not decode, if one did not.
     pub fn problem(&self) -> Option<RequestError> {
-        self.problem.borrow().as_ref().map(|p| RequestError(p.clone()))
+        if let Some(p) = self.problem.borrow().as_ref() {
+            return Some(RequestError(p.clone()));
+        }
+        PROBLEM.with(|p| p.borrow().as_ref().map(|p| RequestError(p.clone())))
     }
 
     /// ABI version of the request (2; 1 from a host older than this SDK).
@@ -320,14 +413,25 @@ pub struct Pod {
     pub kind: Str,
     #[serde(deserialize_with = "nullable")]
     pub metadata: ObjectMeta,
-    #[serde(deserialize_with = "nullable")]
-    pub spec: PodSpec,
-    /// Present on the ready hook's live Pod.
-    #[serde(deserialize_with = "nullable")]
-    pub status: PodStatus,
+    /// Decoded when first read: [`Pod::spec`].
+    #[serde(deserialize_with = "lazy_pod_spec")]
+    spec: Lazy<PodSpec>,
+    /// Present on the ready hook's live Pod; decoded when first read: [`Pod::status`].
+    #[serde(deserialize_with = "lazy_pod_status")]
+    status: Lazy<PodStatus>,
 }
 
 impl Pod {
+    /// `spec`, decoded the first time it is read.
+    pub fn spec(&self) -> &PodSpec {
+        self.spec.get()
+    }
+
+    /// `status` (the ready hook's live Pod), decoded the first time it is read.
+    pub fn status(&self) -> &PodStatus {
+        self.status.get()
+    }
+
     pub fn name(&self) -> &str {
         &self.metadata.name
     }
@@ -346,35 +450,35 @@ impl Pod {
 
     /// `spec.containers` (never the init containers).
     pub fn containers(&self) -> &[Container] {
-        &self.spec.containers
+        &self.spec().containers
     }
 
     /// The container of `spec.containers` named `name`.
     pub fn container(&self, name: &str) -> Option<&Container> {
-        self.spec.containers.iter().find(|c| c.name == name)
+        self.spec().containers.iter().find(|c| c.name == name)
     }
 
     /// The first container: by Kthena's convention the serving container.
     pub fn main_container(&self) -> Option<&Container> {
-        self.spec.containers.first()
+        self.spec().containers.first()
     }
 
     pub fn init_container(&self, name: &str) -> Option<&Container> {
-        self.spec.init_containers.iter().find(|c| c.name == name)
+        self.spec().init_containers.iter().find(|c| c.name == name)
     }
 
     pub fn volume(&self, name: &str) -> Option<&Volume> {
-        self.spec.volumes.iter().find(|v| v.name == name)
+        self.spec().volumes.iter().find(|v| v.name == name)
     }
 
     pub fn node_selector(&self, key: &str) -> Option<&str> {
-        self.spec.node_selector.get(key).map(String::as_str)
+        self.spec().node_selector.get(key).map(String::as_str)
     }
 
     /// Whether one of the Pod's tolerations covers every taint `key:effect`,
     /// whatever its value (see [`Toleration::tolerates`]).
     pub fn tolerates(&self, key: &str, effect: &str) -> bool {
-        self.spec.tolerations.iter().any(|t| t.tolerates(key, effect))
+        self.spec().tolerations.iter().any(|t| t.tolerates(key, effect))
     }
 
     /// The containers a plugin acts on: with `names`, those of
@@ -406,7 +510,7 @@ impl Pod {
 
     /// Whether the Pod's `Ready` condition is `True` (ready hook).
     pub fn is_ready(&self) -> bool {
-        self.status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+        self.status().conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
     }
 }
 
