@@ -27,6 +27,7 @@ packages=(
   rustc cargo libstd-rust-dev-wasm32 # Debian's Rust 1.63 with the wasm32 standard library
   lld-14                             # the wasm32 linker: /usr/bin/rust-lld -> lld-14
   librust-serde-dev librust-serde-derive-dev librust-rmp-serde-dev librust-serde-json-dev
+  librust-serde-path-to-error-dev librust-once-cell-dev  # the Rust SDK: config field paths, lazy parts
 )
 # Node.js and npm come with the machine image; install Debian's if absent.
 command -v npm >/dev/null || packages+=(nodejs npm)
@@ -94,9 +95,9 @@ check "the wasm32 standard library" "$(pkg_fix libstd-rust-dev-wasm32)" \
 check "rust-lld, the wasm32 linker" "$(pkg_fix lld-14)" rust-lld -flavor wasm --version
 check "wasm-opt" "$(pkg_fix binaryen)" wasm-opt --version
 check "wat2wasm" "$(pkg_fix wabt)" wat2wasm --version
-check "the Debian crate registry (serde, rmp-serde)" \
-  "$(pkg_fix librust-serde-dev librust-rmp-serde-dev)" \
-  test -d /usr/share/cargo/registry
+check "the Debian crate registry (serde, rmp-serde, serde_path_to_error)" \
+  "$(pkg_fix librust-serde-dev librust-rmp-serde-dev librust-serde-path-to-error-dev librust-once-cell-dev)" \
+  test -d /usr/share/cargo/registry/rmp-serde-1.1.1 -a -d /usr/share/cargo/registry/serde_path_to_error-0.1.9
 check "node" "$(pkg_fix nodejs)" node --version
 check "npm" "$(pkg_fix npm)" npm --version
 check "asc (AssemblyScript, from npm)" \

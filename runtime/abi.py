@@ -1,8 +1,12 @@
-"""ABI v1 constants: the names and signatures of docs/abi.md, in one place."""
+"""ABI constants: the names and signatures of docs/abi.md, in one place."""
 
 from __future__ import annotations
 
-ABI_VERSION = 1
+#: the version this host's SDKs build and its requests default to
+ABI_VERSION = 2
+#: every version the host still runs. A v1 module (built with an SDK before
+#: the v2 request) gets the v1 request: the whole ModelServing, no ``role``.
+SUPPORTED_VERSIONS = (1, 2)
 
 ABI_VERSION_EXPORT = "podplug_abi_version"
 ALLOC_EXPORT = "podplug_alloc"

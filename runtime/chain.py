@@ -122,19 +122,29 @@ class ChainError(PodplugError):
 
 
 class Chain:
+    """Entries in order, with the parts of their requests that do not change
+    between Pods packed once (docs/runtime.md, "The chain")."""
+
     def __init__(self, entries: Sequence[ChainEntry], model_serving: Mapping[str, Any]) -> None:
         names = [e.name for e in entries]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ChainConfigError(f"duplicate plugin names: {', '.join(dupes)}")
+        self._model_serving = model_serving
+        versions = {e.module.info.abi_version for e in entries}
         self._plugin_fields = {e.name: codec.plugin_field(e.name, e.config) for e in entries}
         for e in entries:
             size = len(self._plugin_fields[e.name])
             if size > e.limits.max_config_bytes:
                 raise ConfigTooLarge(e.name, "validate_config", f"{size} bytes encoded, over "
                                      f"the operator's {e.limits.max_config_bytes}-byte cap")
-        self._ms_field = codec.model_serving_field(model_serving)
-        self._hook_fields = {h: codec.hook_fields(h) for h in ("create", "ready")}
+        self._ms_fields = {v: codec.model_serving_field(model_serving, v) for v in versions}
+        self._hook_fields = {(v, h): codec.hook_fields(h, v)
+                             for v in versions for h in ("create", "ready")}
+        # role name -> packed ``role`` (v2), filled on first use: a chain serves
+        # every Pod of its ModelServing, roles are few. Two threads filling the
+        # same role at once only pack the same bytes twice.
+        self._role_fields: dict[str, bytes] = {}
         #: the validate_config calls, and failures of Ignore entries (left out of the chain)
         self.records: list[CallRecord] = []
         kept = []
@@ -153,7 +163,8 @@ class Chain:
     def _validate_config(self, e: ChainEntry) -> None:
         if "validate_config" not in e.module.hooks:
             return
-        request = codec.validate_config_request(self._plugin_fields[e.name])
+        request = codec.validate_config_request(self._plugin_fields[e.name],
+                                                e.module.info.abi_version)
         raw = e.module.invoke("validate_config", request, e.limits, e.name)
         valid, message = codec.decode_validation(raw.output, e.name)
         if not valid:
@@ -171,6 +182,27 @@ class Chain:
         annotation ops are allowed (they are patched onto the Pod)."""
         return self._run("ready", ctx, pod, READY_OPS)
 
+    def request(self, hook: str, ctx: PodContext, pod: Mapping[str, Any], name: str) -> bytes:
+        """The request entry ``name`` gets for ``pod`` (benchmarks, debugging)."""
+        e = next(e for e in self.entries if e.name == name)
+        context = codec.context_fields(ctx.serving_group, ctx.role_name, ctx.role_id, ctx.is_entry)
+        return self._request(e, hook, ctx, context, codec.pod_field(pod))
+
+    def _role_field(self, role_name: str) -> bytes:
+        field = self._role_fields.get(role_name)
+        if field is None:
+            field = self._role_fields[role_name] = codec.role_field(self._model_serving, role_name)
+        return field
+
+    def _request(self, e: ChainEntry, hook: str, ctx: PodContext, context: bytes,
+                 pod: bytes) -> bytes:
+        version = e.module.info.abi_version
+        return codec.pod_request(
+            self._hook_fields[version, hook], self._plugin_fields[e.name],
+            self._ms_fields[version], context, pod,
+            self._role_field(ctx.role_name) if version >= 2 else None,
+        )
+
     def _run(
         self, hook: str, ctx: PodContext, pod: Mapping[str, Any],
         allowed: frozenset[str] | None,
@@ -179,21 +211,21 @@ class Chain:
         records: list[CallRecord] = []
         applied: list[tuple[str, _Op]] = []
         current: Mapping[str, Any] = pod
+        packed: bytes | None = None  # ``current`` packed; kept while plugins change nothing
         for e in self.entries:
             if hook not in e.module.hooks or not e.scope.matches(ctx.role_name, ctx.is_entry):
                 continue
             fuel = duration = 0.0
             logs: tuple[tuple[int, str], ...] = ()
             try:
-                request = codec.pod_request(
-                    self._hook_fields[hook], self._plugin_fields[e.name], self._ms_field,
-                    context, current, plugin_name=e.name, hook_name=hook,
-                )
+                if packed is None:
+                    packed = codec.pod_field(current, plugin_name=e.name, hook_name=hook)
+                request = self._request(e, hook, ctx, context, packed)
                 raw = e.module.invoke(hook, request, e.limits, e.name)
                 fuel, duration, logs = raw.fuel_used, raw.duration_s, raw.logs
                 ops = codec.decode_mutations(raw.output, e.name, hook)
                 merged = merge.merge(ops, current, plugin=e.name, hook=hook, grants=e.grants,
-                                     allowed_ops=allowed)
+                                     allowed_ops=allowed) if ops else current
             except PluginError as err:
                 outcome = "ignored" if e.failure_policy is FailurePolicy.IGNORE else "failed"
                 records.append(CallRecord(e.name, e.module.digest, hook, duration, int(fuel), 0,
@@ -201,8 +233,9 @@ class Chain:
                 if outcome == "failed":
                     raise ChainError(err, records) from err
                 continue
-            current = merged
-            applied.extend((e.name, op) for op in ops)
+            if ops:
+                current, packed = merged, None
+                applied.extend((e.name, op) for op in ops)
             records.append(CallRecord(e.name, e.module.digest, hook, duration, int(fuel),
                                       len(ops), "applied", None, logs))
         result = dict(current)

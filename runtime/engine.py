@@ -57,11 +57,43 @@ _PAGE = 65536
 _U32 = 0xFFFF_FFFF
 _MAX_LOG_LINES = 64  # per call: a chatty or hostile plugin cannot flood the operator's log
 _MAX_LOG_LINE = 4096
-# wasmtime_memory_data returning a plain int address: the generated binding returns
-# a POINTER(c_uint8) that costs a cast per call on the hot path.
-_memory_data = C.dll["wasmtime_memory_data"]
-_memory_data.restype = ctypes.c_void_p
-_memory_data.argtypes = C._wasmtime_memory_data.argtypes
+# The generated bindings load wasmtime with ctypes.CDLL, which drops and retakes
+# the GIL around every call. For the calls that only touch a Store's bookkeeping
+# (a few hundred nanoseconds) that is all cost: with two threads each drop hands
+# the GIL to the other and back (measured: 2 threads ran the demo chain at 0.94x
+# one). They go through a PyDLL handle that keeps the GIL; the calls that run
+# guest code or zero memory (instantiate, with a start function; the calls into
+# the guest; deleting a Store) keep releasing it, so threads overlap there.
+_KEEPS_GIL = ctypes.PyDLL(C.dll._name)
+
+
+def _holding_gil(name: str, restype: Any = None) -> Any:
+    fn = _KEEPS_GIL[name]
+    fn.argtypes = getattr(C, "_" + name).argtypes
+    fn.restype = restype if restype is not None else getattr(C, "_" + name).restype
+    return fn
+
+
+class _G:
+    """wasmtime functions called without releasing the GIL (see above)."""
+
+    store_new = _holding_gil("wasmtime_store_new")
+    store_context = _holding_gil("wasmtime_store_context")
+    set_fuel = _holding_gil("wasmtime_context_set_fuel")
+    get_fuel = _holding_gil("wasmtime_context_get_fuel")
+    set_epoch_deadline = _holding_gil("wasmtime_context_set_epoch_deadline")
+    store_limiter = _holding_gil("wasmtime_store_limiter")
+    instance_export_get = _holding_gil("wasmtime_instance_export_get")
+    caller_context = _holding_gil("wasmtime_caller_context")
+    caller_export_get = _holding_gil("wasmtime_caller_export_get")
+    context_get_data = _holding_gil("wasmtime_context_get_data")
+    memory_data_size = _holding_gil("wasmtime_memory_data_size")
+    # A plain int address: the generated binding returns a POINTER(c_uint8)
+    # that costs a cast per call on the hot path.
+    memory_data = _holding_gil("wasmtime_memory_data", ctypes.c_void_p)
+
+
+_memory_data = _G.memory_data
 _NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function pointer
 
 
@@ -101,14 +133,14 @@ class RawCall:
 
 
 def _state_and_memory(caller: Any) -> tuple[CallState, int, int]:
-    ctx = C._wasmtime_caller_context(caller)
-    state: CallState = ctypes.cast(C._wasmtime_context_get_data(ctx), ctypes.py_object).value
+    ctx = _G.caller_context(caller)
+    state: CallState = ctypes.cast(_G.context_get_data(ctx), ctypes.py_object).value
     ext = C.wasmtime_extern_t()
-    if not C._wasmtime_caller_export_get(caller, b"memory", 6, ctypes.byref(ext)):
+    if not _G.caller_export_get(caller, b"memory", 6, ctypes.byref(ext)):
         raise ValueError("the module exports no memory")
     mem = ext.of.memory
     base = _memory_data(ctx, ctypes.byref(mem))
-    return state, base or 0, C._wasmtime_memory_data_size(ctx, ctypes.byref(mem))
+    return state, base or 0, _G.memory_data_size(ctx, ctypes.byref(mem))
 
 
 def _read(base: int, size: int, ptr: int, length: int) -> bytes:
@@ -122,8 +154,8 @@ def _read(base: int, size: int, ptr: int, length: int) -> bytes:
 def _fault(caller: Any, message: str) -> int:
     """Record why a host function refused the guest, and trap."""
     try:
-        ctx = C._wasmtime_caller_context(caller)
-        ctypes.cast(C._wasmtime_context_get_data(ctx), ctypes.py_object).value.host_fault = message
+        ctx = _G.caller_context(caller)
+        ctypes.cast(_G.context_get_data(ctx), ctypes.py_object).value.host_fault = message
     except BaseException:
         pass  # the trap below still carries the message
     return _trap(message)
@@ -389,8 +421,9 @@ class CompiledModule:
         self._pre_ptr = self._pre.ptr()
         self._names = {h: export.encode() for h, export in abi.HOOK_EXPORTS.items()}
         version = self._abi_version(name)
-        if version != abi.ABI_VERSION:
-            raise AbiMismatch(name, "", f"module speaks {version}, host speaks {abi.ABI_VERSION}")
+        if version not in abi.SUPPORTED_VERSIONS:
+            raise AbiMismatch(name, "", f"module speaks {version}, host speaks "
+                              f"{' and '.join(map(str, abi.SUPPORTED_VERSIONS))}")
         self.info = ModuleInfo(
             digest=digest,
             size=size,
@@ -464,7 +497,7 @@ class CompiledModule:
         if hook not in self._hooks:
             raise KeyError(hook)
         start = time.perf_counter()
-        with _Call(self, plugin, hook, limits) as call:
+        with _Call(self, plugin, hook, limits, len(request)) as call:
             alloc = call.export_func(abi.ALLOC_EXPORT)
             ptr = call.call_func(alloc, (len(request),)) & _U32
             if ptr == 0 and request:
@@ -512,24 +545,25 @@ class _Call:
         "state",
     )
 
-    def __init__(self, mod: CompiledModule, plugin: str, hook: str, limits: Limits) -> None:
+    def __init__(self, mod: CompiledModule, plugin: str, hook: str, limits: Limits,
+                 request_len: int = 0) -> None:
         self.mod, self.plugin, self.hook, self.limits = mod, plugin, hook, limits
         self.state = CallState()
-        self.fuel = limits.fuel
+        self.fuel = limits.fuel_for(request_len)
 
     def __enter__(self) -> _Call:
         engine = self.mod.engine
         engine._enter_call()
-        self._store = C._wasmtime_store_new(
+        self._store = _G.store_new(
             engine._wasm.ptr(), ctypes.c_void_p(id(self.state)),
             _NO_FINALIZER,
         )
-        ctx = self._ctx = C._wasmtime_store_context(self._store)
+        ctx = self._ctx = _G.store_context(self._store)
         try:
-            self._check(C._wasmtime_context_set_fuel(ctx, self.fuel), None)
+            self._check(_G.set_fuel(ctx, self.fuel), None)
             ticks = math.ceil(self.limits.timeout_s / engine.epoch_tick_s) + 1
-            C._wasmtime_context_set_epoch_deadline(ctx, ticks)
-            C._wasmtime_store_limiter(self._store, self.limits.memory_bytes, -1, -1, -1, -1)
+            _G.set_epoch_deadline(ctx, ticks)
+            _G.store_limiter(self._store, self.limits.memory_bytes, -1, -1, -1, -1)
             self._instance = C.wasmtime_instance_t()
             trap = ctypes.POINTER(C.wasm_trap_t)()
             err = C._wasmtime_instance_pre_instantiate(
@@ -537,7 +571,7 @@ class _Call:
             )
             self._check(err, trap)
             ext = C.wasmtime_extern_t()
-            C._wasmtime_instance_export_get(ctx, ctypes.byref(self._instance), b"memory", 6,
+            _G.instance_export_get(ctx, ctypes.byref(self._instance), b"memory", 6,
                                             ctypes.byref(ext))
             self._mem = ext.of.memory
         except BaseException:
@@ -553,7 +587,7 @@ class _Call:
     def export_func(self, name: bytes | str) -> Any:
         raw = name.encode() if isinstance(name, str) else name
         ext = C.wasmtime_extern_t()
-        C._wasmtime_instance_export_get(self._ctx, ctypes.byref(self._instance), raw, len(raw),
+        _G.instance_export_get(self._ctx, ctypes.byref(self._instance), raw, len(raw),
                                         ctypes.byref(ext))
         return ext.of.func
 
@@ -570,7 +604,7 @@ class _Call:
 
     def _memory(self) -> tuple[int, int]:
         mem = ctypes.byref(self._mem)
-        return _memory_data(self._ctx, mem) or 0, C._wasmtime_memory_data_size(self._ctx, mem)
+        return _memory_data(self._ctx, mem) or 0, _G.memory_data_size(self._ctx, mem)
 
     def write(self, ptr: int, data: bytes) -> None:
         base, size = self._memory()
@@ -588,7 +622,7 @@ class _Call:
 
     def fuel_used(self) -> int:
         left = ctypes.c_uint64()
-        C._wasmtime_context_get_fuel(self._ctx, ctypes.byref(left))
+        _G.get_fuel(self._ctx, ctypes.byref(left))
         return self.fuel - left.value
 
     def _check(self, err: Any, trap: Any) -> None:
@@ -604,7 +638,9 @@ class _Call:
         p, h, lim = self.plugin, self.hook, self.limits
         words = self.state.last_words
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
-            return OutOfFuel(p, h, f"used all {lim.fuel:,} units")
+            extra = "" if self.fuel == lim.fuel else (
+                f" ({lim.fuel:,} + {lim.fuel_per_request_byte} per request byte)")
+            return OutOfFuel(p, h, f"used all {self.fuel:,} units{extra}")
         if code == wasmtime.TrapCode.INTERRUPT:
             return DeadlineExceeded(p, h, f"still running after {lim.timeout_s:g}s")
         # A refused memory.grow is not a trap: the guest's allocator fails later

@@ -14,9 +14,16 @@ class Limits:
     ModelServing plugin entry may lower each one (:meth:`lowered`), never raise it.
     """
 
-    #: wasm fuel units (about one per instruction). 50M is ~20x what a plugin
-    #: that walks a large Pod needs, and stops a runaway loop in tens of ms.
+    #: wasm fuel units (about one per instruction) per call, before the
+    #: allowance for the request's size below. 50M is ~100x what a shipped
+    #: plugin needs on a typical Pod, and stops a runaway loop in tens of ms.
     fuel: int = 50_000_000
+    #: more fuel per byte of request: reading a request is linear in its size,
+    #: so a 1 MiB Pod gets 50M + 1 MiB x 200 = 260M (docs/abi.md, Limits). The
+    #: SDKs' worst measured case is ~220 per byte (Rust, a Pod of 65,536
+    #: one-letter labels that the plugin reads); the wall-clock deadline still
+    #: bounds a runaway. Not lowered per ModelServing: lowering ``fuel`` is.
+    fuel_per_request_byte: int = 200
     #: linear-memory cap per instance, bytes. Plugins need a few MiB.
     memory_bytes: int = 64 * _MI
     #: wall-clock deadline per call, seconds, enforced by epoch interruption.
@@ -34,8 +41,14 @@ class Limits:
                      "max_config_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"limit {name} must be positive")
+        if self.fuel_per_request_byte < 0:
+            raise ValueError("limit fuel_per_request_byte must not be negative")
         if self.timeout_s <= 0:
             raise ValueError("limit timeout must be positive")
+
+    def fuel_for(self, request_len: int) -> int:
+        """The fuel of a call whose request is ``request_len`` bytes."""
+        return self.fuel + self.fuel_per_request_byte * request_len
 
     def lowered(
         self,

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from .abi import ABI_VERSION
 from .mutations import Mutation
 
 
@@ -28,13 +29,14 @@ class PluginRef(_Shape):
 
 class ModelServingView(_Shape):
     metadata: dict[str, Any] = Field(description="name, namespace, uid, generation, labels, ...")
-    spec: dict[str, Any] = Field(description="the whole ModelServing spec")
+    spec: dict[str, Any] = Field(description="the ModelServing spec; every role in "
+                                 "spec.template.roles without entryTemplate and workerTemplate")
 
 
 class HookRequest(_Shape):
-    """Sent to ``podplug_on_pod_create`` and ``podplug_on_pod_ready``."""
+    """Sent to ``podplug_on_pod_create`` and ``podplug_on_pod_ready`` (ABI v2)."""
 
-    abi: Literal[1]
+    abi: Literal[2]
     hook: Literal["create", "ready"]
     plugin: PluginRef
     modelServing: ModelServingView
@@ -42,13 +44,15 @@ class HookRequest(_Shape):
     roleName: str
     roleID: str
     isEntry: bool
+    role: dict[str, Any] = Field(description="the Pod's role in spec.template.roles, without "
+                                 "entryTemplate and workerTemplate; {} when there is none")
     pod: dict[str, Any] = Field(description="a Kubernetes Pod, JSON field names")
 
 
 class ValidateConfigRequest(_Shape):
     """Sent to ``podplug_validate_config``."""
 
-    abi: Literal[1]
+    abi: Literal[2]
     hook: Literal["validate_config"]
     plugin: PluginRef
 
@@ -81,7 +85,7 @@ def render() -> dict[str, str]:
     for name, model in SCHEMAS.items():
         schema = model.model_json_schema() if isinstance(model, type) else model.json_schema()
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-                  "$id": f"https://podplug.io/schema/abi-v1/{name}", **schema}
+                  "$id": f"https://podplug.io/schema/abi-v{ABI_VERSION}/{name}", **schema}
         out[name] = json.dumps(schema, indent=2, sort_keys=False) + "\n"
     return out
 

@@ -94,17 +94,26 @@ def unpack(data: bytes) -> object:
 
 
 def request_of(vector: dict) -> dict:
+    """The request as the host's codec builds it (ABI v2): the ModelServing
+    without Pod templates, and ``role`` after ``isEntry`` when the vector gives
+    a ModelServing and a role name."""
+    from podplug.runtime import abi, codec
+
     hook = vector["hook"]
     config = vector.get("config", {})
     req: dict = {
-        "abi": 1,
+        "abi": abi.ABI_VERSION,
         "hook": hook,
         "plugin": {"name": vector.get("plugin", "conformance"), "config": config},
     }
     if hook != "validate_config":
         for key in CONTEXT_KEYS:
+            if key == "pod" and "modelServing" in vector and "roleName" in vector:
+                req["role"] = codec.role_of(vector["modelServing"], vector["roleName"])
             if key in vector:
-                req[key] = vector[key]
+                value = vector[key]
+                req[key] = (codec.model_serving_for(value, abi.ABI_VERSION)
+                            if key == "modelServing" else value)
     req.update(vector.get("extra", {}))
     return req
 

@@ -58,7 +58,8 @@ def test_a_plugin_failure_is_one_line_and_exit_1(files: dict[str, Path], capsys:
     code = main(["run", str(files["loop"]), "-r", str(files["request"]), "--fuel", "100000"])
     err = capsys.readouterr().err.strip()
     assert code == 1
-    assert err == "podplug: plugin loop (create): out of fuel: used all 100,000 units"
+    assert err.startswith("podplug: plugin loop (create): out of fuel: used all ")
+    assert err.endswith(" units (100,000 + 200 per request byte)")
 
 
 def test_the_deadline_option_stops_a_slow_plugin(files: dict[str, Path], capsys: Any) -> None:

@@ -64,11 +64,50 @@ class TestOrder:
         prepacked = codec.pod_request(
             codec.hook_fields("create"), codec.plugin_field("gpu", {"gpuCount": 8}),
             codec.model_serving_field(model_serving),
-            codec.context_fields("llama-0", "prefill", "prefill-0", True), pod)
-        whole = {"abi": 1, "hook": "create", "plugin": {"name": "gpu", "config": {"gpuCount": 8}},
-                 "modelServing": model_serving, "servingGroup": "llama-0", "roleName": "prefill",
-                 "roleID": "prefill-0", "isEntry": True, "pod": pod}
+            codec.context_fields("llama-0", "prefill", "prefill-0", True), codec.pod_field(pod),
+            codec.role_field(model_serving, "prefill"))
+        whole = {"abi": 2, "hook": "create", "plugin": {"name": "gpu", "config": {"gpuCount": 8}},
+                 "modelServing": codec.model_serving_for(model_serving, 2),
+                 "servingGroup": "llama-0", "roleName": "prefill", "roleID": "prefill-0",
+                 "isEntry": True, "role": codec.model_serving_for(model_serving, 2)["spec"][
+                     "template"]["roles"][0], "pod": pod}
         assert prepacked == msgpack.packb(whole, use_bin_type=True)
+
+    def test_a_v2_module_gets_the_model_serving_without_templates_and_its_role(
+        self, engine: Engine, ctx: PodContext, pod: Any
+    ) -> None:
+        template = {"spec": {"containers": [{"name": "main", "image": "vllm"}]}}
+        ms = {"metadata": {"name": "llama"}, "spec": {"template": {"roles": [
+            {"name": "prefill", "replicas": 2, "entryTemplate": template,
+             "workerTemplate": template}]}}}
+        v2 = ChainEntry("v2", engine.load(wasm.returning({"mutations": []}, abi=2), "v2"))
+        sent = msgpack.unpackb(Chain([v2], ms).request("create", ctx, pod, "v2"))
+        assert sent["abi"] == 2
+        assert sent["modelServing"]["spec"]["template"]["roles"] == [
+            {"name": "prefill", "replicas": 2}]
+        assert sent["role"] == {"name": "prefill", "replicas": 2}
+        assert list(sent)[-2:] == ["role", "pod"]
+        assert ms["spec"]["template"]["roles"][0]["entryTemplate"] == template  # untouched
+
+    def test_a_v1_module_still_gets_the_whole_model_serving_and_no_role(
+        self, engine: Engine, ctx: PodContext, pod: Any, model_serving: Any
+    ) -> None:
+        v1 = ChainEntry("v1", engine.load(wasm.returning({"mutations": []}, abi=1), "v1"))
+        v2 = ChainEntry("v2", engine.load(wasm.returning({"mutations": []}, abi=2), "v2"))
+        chain = Chain([v1, v2], model_serving)
+        sent = msgpack.unpackb(chain.request("create", ctx, pod, "v1"))
+        assert sent["abi"] == 1 and "role" not in sent
+        assert sent["modelServing"] == model_serving
+        assert [r.outcome for r in chain.run_create(ctx, pod).records] == ["applied", "applied"]
+
+    def test_a_plugin_that_changes_nothing_hands_the_next_the_same_pod(
+        self, engine: Engine, ctx: PodContext, pod: Any, model_serving: Any
+    ) -> None:
+        noop = ChainEntry("noop", engine.load(wasm.returning({"mutations": []}, abi=2), "noop"))
+        last = label(engine, "stage", "last", name="last")
+        result = Chain([noop, last], model_serving).run_create(ctx, pod)
+        assert result.pod["metadata"]["labels"]["stage"] == "last"
+        assert [r.ops for r in result.records] == [0, 1]
 
     def test_the_guest_receives_the_request_bytes_exactly(
         self, engine: Engine, pod: Any

@@ -33,5 +33,6 @@ def test_a_request_the_host_builds_validates_against_its_model(pod: dict, model_
 
     raw = codec.pod_request(codec.hook_fields("create"), codec.plugin_field("p", {}),
                             codec.model_serving_field(model_serving),
-                            codec.context_fields("g", "r", "r-0", False), pod)
+                            codec.context_fields("g", "r", "r-0", False), codec.pod_field(pod),
+                            codec.role_field(model_serving, "r"))
     HookRequest.model_validate(msgpack.unpackb(raw))

@@ -34,8 +34,9 @@ def _escape(data: bytes) -> str:
 
 
 def returning(response: Any, *, hooks: tuple[str, ...] = ("podplug_on_pod_create",),
-              extra: str = "", raw: bytes | None = None) -> bytes:
-    """A plugin whose hooks all answer ``response`` (MessagePack) or ``raw`` bytes."""
+              extra: str = "", raw: bytes | None = None, abi: int = 1) -> bytes:
+    """A plugin whose hooks all answer ``response`` (MessagePack) or ``raw``
+    bytes, speaking ABI version ``abi``."""
     data = raw if raw is not None else msgpack.packb(response, use_bin_type=True)
     funcs = "\n".join(
         f'(func (export "{h}") (param i32 i32) (result i64) '
@@ -44,7 +45,7 @@ def returning(response: Any, *, hooks: tuple[str, ...] = ("podplug_on_pod_create
     )
     return wat(f"""(module
       (memory (export "memory") 1)
-      {ALLOC}
+      {ALLOC.replace("i32.const 1)", f"i32.const {abi})", 1)}
       (data (i32.const 16) "{_escape(data)}")
       {funcs}
       {extra})""")

@@ -292,6 +292,21 @@ def test_a_request_that_is_not_msgpack_gets_an_error_response(mod: CompiledModul
     assert out == {"error": "invalid request: not a map"}
 
 
+def test_a_malformed_part_the_hook_never_reads_still_fails_the_request(
+    mod: CompiledModule,
+) -> None:
+    # Decoding is lazy, but the whole request is checked in one scan first.
+    plugin = {"name": "x", "config": {}}
+    ext = pack({"abi": 2, "hook": "validate_config", "plugin": plugin,
+                "pod": {"spec": {"x": msgpack.ExtType(1, b"z")}}})
+    out = msgpack.unpackb(mod.call_raw("validate_config", ext), raw=False)
+    assert out == {"error": "invalid request: unsupported MessagePack type 0xd4"}
+    head = pack({"abi": 2, "hook": "validate_config", "plugin": plugin})  # a fixmap of 3
+    deep = b"\x84" + head[1:] + b"\xa3pod" + b"\x91" * 300 + b"\xc0"
+    out = msgpack.unpackb(mod.call_raw("validate_config", deep), raw=False)
+    assert out == {"error": "invalid request: nesting deeper than 256"}
+
+
 # -- errors and logs reach the host readably ---------------------------------------
 
 def test_thrown_error_reaches_the_host_with_its_message_and_place(mod: CompiledModule) -> None:

@@ -57,7 +57,7 @@ def test_rust_module_answers_the_reference_bytes(plugin: CompiledModule, name: s
 @pytest.mark.sdk
 def test_rust_module_has_exactly_the_abi_imports_and_hooks(plugin: CompiledModule) -> None:
     info = plugin.info
-    assert info.abi_version == 1
+    assert info.abi_version == 2
     assert info.imports == ("podplug.log",)
     assert info.hooks == ("create", "ready", "validate_config")
 

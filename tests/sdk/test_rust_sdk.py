@@ -125,15 +125,40 @@ def test_hooks_never_see_a_config_validation_refuses(testplugin: CompiledModule)
         {"op": "setResource", "kind": "limits", "name": "nvidia.com/gpu", "quantity": "3"}]}
 
 
-def test_undecodable_requests_are_error_responses_naming_the_field(
+def test_undecodable_requests_are_error_responses_naming_the_part(
     testplugin: CompiledModule,
 ) -> None:
     assert answer(testplugin, b"\x93\x01") == {
-        "error": "invalid request: malformed MessagePack at byte 2: unexpected end of input"}
-    bad_pod = request({"action": "ok"}, pod={"spec": {"containers": [{"name": 5}]}})
-    assert answer(testplugin, bad_pod) == {"error": "invalid request: field "
-                                           "pod.spec.containers[0].name: invalid type: "
-                                           "integer `5`, expected a string"}
+        "error": "invalid request: malformed MessagePack at byte 0: a request is a map"}
+    assert answer(testplugin, b"\x81\xa3pod\x92\x01") == {
+        "error": "invalid request: malformed MessagePack at byte 6: unexpected end of input"}
+    # A part is decoded when the hook reads it: a Pod of the wrong shape is the
+    # call's error, whatever the hook made of the empty Pod it read instead.
+    bad_pod = request({"action": "error"}, pod={"metadata": {"name": 5}})
+    assert answer(testplugin, bad_pod) == {
+        "error": "invalid request: pod: invalid type: integer `5`, expected a borrowed string"}
+    # The hook reads the Pod's name only: its spec is never decoded.
+    bad_spec = request({"action": "error"}, pod={"metadata": {"name": "p"},
+                                                 "spec": {"containers": [{"name": 5}]}})
+    assert answer(testplugin, bad_spec) == {"error": "refused p"}
+
+
+def test_a_part_the_hook_never_reads_is_never_decoded(testplugin: CompiledModule) -> None:
+    # Well-formed MessagePack of the wrong shape, in a part this hook ignores.
+    data = request({"action": "ok", "gpus": 1}, pod={"spec": {"containers": [{"name": 5}]}})
+    assert answer(testplugin, data)["mutations"][0]["quantity"] == "1"
+
+
+def test_hostile_nesting_in_an_unread_part_is_skipped_without_recursion(
+    testplugin: CompiledModule,
+) -> None:
+    data = request({"action": "ok", "gpus": 1})
+    deep = b"\xa6future" + b"\x91" * 100_000 + b"\xc0"
+    data = bytes((data[0] + 1,)) + data[1:] + deep
+    assert answer(testplugin, data)["mutations"][0]["quantity"] == "1"
+    ext = bytes((data[0],)) + data[1:-len(deep)] + b"\xa6future\xd4\x01\x02"
+    assert answer(testplugin, ext)["error"].startswith(
+        "invalid request: malformed MessagePack at byte ")
 
 
 def test_request_keys_the_sdk_does_not_know_are_ignored(testplugin: CompiledModule) -> None:

@@ -146,8 +146,7 @@ fn check_env_name(field: &str, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn validate(req: &HookRequest) -> Result<(), Error> {
-    let cfg: Config = req.config()?;
+fn validate(_req: &HookRequest, cfg: &Config) -> Result<(), Error> {
     common::check_device_config(
         "npu",
         cfg.npu_count,
@@ -206,8 +205,7 @@ fn validate(req: &HookRequest) -> Result<(), Error> {
     Ok(())
 }
 
-fn create(req: &HookRequest) -> Result<Mutations, Error> {
-    let cfg: Config = req.config()?;
+fn create(req: &HookRequest, cfg: &Config) -> Result<Mutations, Error> {
     let pod = req.pod();
     let containers = pod.select_containers(cfg.containers.as_deref())?;
     let mut m = Mutations::new();
@@ -229,7 +227,7 @@ fn create(req: &HookRequest) -> Result<Mutations, Error> {
             effect: t.effect.clone(),
             toleration_seconds: t.toleration_seconds,
         };
-        if !pod.spec.tolerations.contains(&t) {
+        if !pod.spec().tolerations.contains(&t) {
             m.add_toleration(t);
         }
     }
@@ -297,7 +295,7 @@ fn mount(m: &mut Mutations, pod: &podplug_sdk::Pod, containers: &[&Container], n
         m.add_volume(volume);
     }
     for c in needing {
-        m.add_volume_mount_in(c.name.as_str(), podplug_sdk::map! { "name" => name, "mountPath" => path, "readOnly" => true });
+        m.add_volume_mount_in(c.name, podplug_sdk::map! { "name" => name, "mountPath" => path, "readOnly" => true });
     }
 }
 
@@ -308,7 +306,7 @@ fn pod_ip_env(m: &mut Mutations, c: &Container, name: &str, overwrite: bool) {
         Some(e) if e.value.is_none() && e.value_from.as_ref() == Some(&field) => {}
         Some(_) if !overwrite => {}
         _ => {
-            m.set_env_from_in(c.name.as_str(), name, EnvSource::field("status.podIP"));
+            m.set_env_from_in(c.name, name, EnvSource::field("status.podIP"));
         }
     }
 }

@@ -23,8 +23,7 @@ struct Config {
     overwrite: bool,
 }
 
-fn create(req: &HookRequest) -> Result<Mutations, Error> {
-    let config: Config = req.config()?;
+fn create(req: &HookRequest, config: &Config) -> Result<Mutations, Error> {
     let mut m = Mutations::new();
     let lws = match owning_lws(&req.model_serving().metadata.owner_references) {
         Some(name) => name,

@@ -19,10 +19,10 @@ pub fn set_device_count(m: &mut Mutations, c: &Container, resource: &str, count:
         (None, None) => want,
     };
     if limit.map(|q| q.as_str()) != Some(value.as_str()) {
-        m.set_resource_in(c.name.as_str(), ResourceKind::Limits, resource, value.as_str());
+        m.set_resource_in(c.name, ResourceKind::Limits, resource, value.as_str());
     }
     if request.map(|q| q.as_str()) != Some(value.as_str()) {
-        m.set_resource_in(c.name.as_str(), ResourceKind::Requests, resource, value);
+        m.set_resource_in(c.name, ResourceKind::Requests, resource, value);
     }
 }
 
@@ -38,7 +38,7 @@ pub fn shared_memory(m: &mut Mutations, pod: &Pod, containers: &[&Container], vo
         m.add_memory_empty_dir(volume, size);
     }
     for c in needing {
-        m.mount_volume_in(c.name.as_str(), volume, "/dev/shm");
+        m.mount_volume_in(c.name, volume, "/dev/shm");
     }
 }
 
@@ -58,10 +58,10 @@ pub fn default_node_selector(m: &mut Mutations, pod: &Pod, key: &str, value: &st
 /// or `valueFrom`) and `overwrite` is off.
 pub fn default_env(m: &mut Mutations, c: &Container, name: &str, value: &str, overwrite: bool) {
     match c.env_var(name) {
-        Some(e) if e.value.as_deref() == Some(value) && e.value_from.is_none() => {}
+        Some(e) if e.value == Some(value) && e.value_from.is_none() => {}
         Some(_) if !overwrite => {}
         _ => {
-            m.set_env_in(c.name.as_str(), name, value);
+            m.set_env_in(c.name, name, value);
         }
     }
 }

@@ -59,8 +59,7 @@ fn yes() -> bool {
 }
 
 /// Semantic checks after the type check the SDK derives from `Config`.
-fn validate(req: &HookRequest) -> Result<(), Error> {
-    let cfg: Config = req.config()?;
+fn validate(_req: &HookRequest, cfg: &Config) -> Result<(), Error> {
     common::check_device_config(
         "gpu",
         cfg.gpu_count,
@@ -81,14 +80,13 @@ fn validate(req: &HookRequest) -> Result<(), Error> {
     Ok(())
 }
 
-fn create(req: &HookRequest) -> Result<Mutations, Error> {
-    let cfg: Config = req.config()?;
+fn create(req: &HookRequest, cfg: &Config) -> Result<Mutations, Error> {
     let pod = req.pod();
     let containers = pod.select_containers(cfg.containers.as_deref())?;
     let mut m = Mutations::new();
 
     if let Some(rc) = cfg.runtime_class_name.as_deref().filter(|rc| !rc.is_empty()) {
-        match pod.spec.runtime_class_name.as_deref() {
+        match pod.spec().runtime_class_name {
             Some(current) if current == rc => {}
             Some(_) if !cfg.overwrite => {}
             _ => {

@@ -1,4 +1,4 @@
-// The ABI v1 glue (docs/abi.md): the required exports, the hook wrappers that
+// The ABI v2 glue (docs/abi.md): the required exports, the hook wrappers that
 // decode the request and encode the response, and the `podplug.log` import.
 //
 // Every call runs in a fresh instance that is thrown away afterwards, so
@@ -8,7 +8,7 @@ import { Decoder, Value, Writer } from "./msgpack";
 import { Mutations } from "./mutations";
 import { Config, HookRequest } from "./request";
 
-export const ABI_VERSION: i32 = 1;
+export const ABI_VERSION: i32 = 2;
 
 /** Required export: the ABI this module speaks. */
 export function podplug_abi_version(): i32 {

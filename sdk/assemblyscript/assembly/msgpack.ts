@@ -1,4 +1,4 @@
-// MessagePack for podplug: a decoder to an ordered Value tree and an encoder
+// MessagePack for podplug: a lazy decoder to an ordered Value tree and an encoder
 // with the canonical encoding of docs/abi.md (smallest int/str/array/map headers,
 // strings as `str`, floats as float64 like the host's msgpack-python).
 //
@@ -43,6 +43,15 @@ export class Value {
   /** Map keys as strings; null while they are only the slices in `rawKeys`. */
   private mapKeys: string[] | null = null;
   private rawKeys: u64[] | null = null;
+  /** An array or map not decoded yet: its items are the bytes `body..end`
+   * (`body` is 0 once decoded), and it is container number `index` of
+   * `layout`. The input was checked whole before any of it is read, so
+   * decoding a level later cannot fail. */
+  private body: usize = 0;
+  private end: usize = 0;
+  private count: u32 = 0;
+  private index: i32 = 0;
+  private layout: Layout | null = null;
 
   // -- constructors
 
@@ -72,6 +81,34 @@ export class Value {
     for (let i = 0; i < items.length; i++) out[i] = Value.str(items[i]);
     return Value.array(out);
   }
+  /** An array or map whose `count` items are the encoded bytes
+   * `body..end`, decoded on first use. */
+  static lazy(kind: Kind, body: usize, end: usize, count: u32, layout: Layout, index: i32): Value {
+    const v = new Value();
+    v.kind = kind; v.body = body; v.end = end; v.count = count; v.layout = layout; v.index = index;
+    return v;
+  }
+
+  /** Decodes this array's or map's own level, once: items that are arrays or
+   * maps stay undecoded until they are read in turn. */
+  private force(): void {
+    if (this.body == 0) return;
+    const d = new Decoder(this.body, this.end - this.body);
+    d.layout = this.layout;
+    d.container = this.index + 1;
+    const n = <i32>this.count;
+    const values = new Array<Value>(n);
+    if (this.kind == Kind.Array) {
+      for (let i = 0; i < n; i++) values[i] = d.next();
+    } else {
+      const keys = new Array<u64>(n);
+      for (let i = 0; i < n; i++) { keys[i] = d.nextKey(); values[i] = d.next(); }
+      this.rawKeys = keys;
+    }
+    this.items = values;
+    this.body = 0;
+  }
+
   /** An empty map; fill it with `set`. */
   static map(): Value {
     const v = new Value(); v.kind = Kind.Map; v.items = []; v.mapKeys = []; return v;
@@ -130,12 +167,14 @@ export class Value {
 
   /** Number of array items or map entries; 0 for scalars. */
   get length(): i32 {
+    if (this.body != 0) return <i32>this.count;
     const items = this.items;
     return (this.kind == Kind.Array || this.kind == Kind.Map) && items ? items.length : 0;
   }
 
   /** Array items, or map values in key order; [] for scalars. */
   values(): Value[] {
+    this.force();
     const items = this.items;
     return (this.kind == Kind.Array || this.kind == Kind.Map) && items ? items : [];
   }
@@ -148,12 +187,14 @@ export class Value {
   /** Array item `i`, or null when out of range or not an array. */
   at(i: i32): Value | null {
     if (this.kind != Kind.Array) return null;
+    this.force();
     const items = this.items!;
     return i >= 0 && i < items.length ? items[i] : null;
   }
 
   /** Appends to an array; returns this. */
   push(item: Value): Value {
+    this.force();
     if (this.kind == Kind.Array) this.items!.push(item);
     return this;
   }
@@ -161,6 +202,7 @@ export class Value {
   /** The keys as strings, decoding the raw ones once (a map being changed
    * switches to string keys for good). */
   private stringKeys(): string[] {
+    this.force();
     let keys = this.mapKeys;
     if (keys === null) {
       const raw = this.rawKeys!;
@@ -176,6 +218,7 @@ export class Value {
 
   private indexOf(key: string): i32 {
     if (this.kind != Kind.Map) return -1;
+    this.force();
     const keys = this.mapKeys;
     if (keys !== null) {
       for (let i = 0; i < keys.length; i++) if (keys[i] == key) return i;
@@ -227,7 +270,7 @@ export class Value {
   /** The items of the array under `key`, or [] when absent or not an array. */
   getArray(key: string): Value[] {
     const v = this.get(key);
-    return v && v.kind == Kind.Array ? v.items! : [];
+    return v && v.kind == Kind.Array ? v.values() : [];
   }
 
   /** The value at a `/`-separated path of map keys and array indexes
@@ -276,10 +319,11 @@ export class Value {
   get rawUtf8(): u64 { return this.kind == Kind.Str && this.s === null ? this.raw : 0; }
 
   /** The UTF-8 slices of a decoded map's keys, or null once they are strings. */
-  get rawKeySlices(): u64[] | null { return this.kind == Kind.Map ? this.rawKeys : null; }
+  get rawKeySlices(): u64[] | null { this.force(); return this.kind == Kind.Map ? this.rawKeys : null; }
 
   /** Replaces the value of entry `i` (in key order). */
   setAt(i: i32, value: Value): void {
+    this.force();
     if (this.kind == Kind.Map && i >= 0 && i < this.items!.length) this.items![i] = value;
   }
 
@@ -299,6 +343,8 @@ export class Value {
   /** Deep equality; maps compare in order, as their encodings would. */
   equals(other: Value): bool {
     if (this.kind != other.kind) return false;
+    this.force();
+    other.force();
     switch (this.kind) {
       case Kind.Nil: return true;
       case Kind.Bool: return this.b == other.b;
@@ -383,27 +429,46 @@ function utf8ToString(ptr: usize, len: usize): string {
 /** Nesting deeper than this is refused rather than overflowing the wasm stack. */
 export const MAX_DEPTH: i32 = 256;
 
-/** Decodes MessagePack from raw guest memory. */
+/** Where each array and map of a checked input ends, in the order they start
+ * (pre-order), and the number of the container after each one's last
+ * descendant: decoding a level later jumps over its items' subtrees instead
+ * of scanning them again. */
+export class Layout {
+  ends: usize[] = [];
+  after: i32[] = [];
+}
+
+/** Decodes MessagePack from raw guest memory, lazily: `decodeAll` checks the
+ * whole input once (a scan, no allocation) and answers its top value, whose
+ * arrays and maps decode one level at a time as they are read. A plugin pays
+ * for what it reads; a part it never reads costs its scan. */
 export class Decoder {
   private pos: usize;
   private end: usize;
   /** Why decoding failed (first problem), or null. */
   error: string | null = null;
+  /** The containers of the input (set by `decodeAll`). */
+  layout: Layout | null = null;
+  /** The number, in `layout`, of the next container `next` meets. */
+  container: i32 = 0;
 
   constructor(ptr: usize, len: usize) {
     this.pos = ptr;
     this.end = ptr + len;
   }
 
-  /** Decodes one value that must span the whole input; on failure returns nil
-   * and sets `error`. */
+  /** Checks the input and answers the one value that must span it; on
+   * failure returns nil and sets `error`. */
   decodeAll(): Value {
     const start = this.pos;
-    const v = this.value(0);
+    this.check();
     if (this.error == null && this.pos != this.end) {
       this.fail("trailing bytes at offset " + (this.pos - start).toString());
     }
-    return this.error == null ? v : Value.nil();
+    if (this.error != null) return Value.nil();
+    this.pos = start;
+    this.container = 0;
+    return this.next();
   }
 
   private fail(msg: string): Value {
@@ -428,112 +493,156 @@ export class Decoder {
     return size == 1 ? this.u8() : size == 2 ? this.u16() : this.u32();
   }
 
-  private str(n: u32): Value {
-    if (!this.need(<usize>n)) return Value.nil();
-    const v = Value.utf8(this.pos, n);
-    this.pos += <usize>n;
-    return v;
-  }
-
-  private bin(n: u32): Value {
-    if (!this.need(<usize>n)) return Value.nil();
-    const out = new Uint8Array(<i32>n);
-    memory.copy(out.dataStart, this.pos, <usize>n);
-    this.pos += <usize>n;
-    return Value.bin(out);
-  }
-
-  private array(n: u32, depth: i32): Value {
-    // Each item takes at least one byte: refuse counts the input cannot hold
-    // before allocating for them.
-    if (!this.need(<usize>n)) return Value.nil();
-    const items = new Array<Value>(<i32>n);
-    for (let i: u32 = 0; i < n; i++) {
-      items[i] = this.value(depth + 1);
-      if (this.error != null) return Value.nil();
+  /** One value's shape from its marker `t` (already read): for scalars and
+   * strings the payload bytes that follow (`-1` for an unknown marker), for
+   * arrays and maps the item count (maps count keys and values) as
+   * `-(2 + count)`. Reads the length header if there is one. */
+  private shape(t: u32): i64 {
+    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) return 0;
+    if (t >= 0x80 && t <= 0x8f) return -2 - 2 * <i64>(t & 0x0f);
+    if (t >= 0x90 && t <= 0x9f) return -2 - <i64>(t & 0x0f);
+    if (t >= 0xa0 && t <= 0xbf) return <i64>(t & 0x1f);
+    switch (t) {
+      case 0xc4: case 0xd9: return <i64>this.len(1);
+      case 0xc5: case 0xda: return <i64>this.len(2);
+      case 0xc6: case 0xdb: return <i64>this.len(4);
+      case 0xca: return 4;
+      case 0xcb: return 8;
+      case 0xcc: case 0xd0: return 1;
+      case 0xcd: case 0xd1: return 2;
+      case 0xce: case 0xd2: return 4;
+      case 0xcf: case 0xd3: return 8;
+      case 0xdc: return -2 - <i64>this.len(2);
+      case 0xdd: return -2 - <i64>this.len(4);
+      case 0xde: return -2 - 2 * <i64>this.len(2);
+      case 0xdf: return -2 - 2 * <i64>this.len(4);
+      default: return -1;
     }
-    return Value.array(items);
   }
 
-  private map(n: u32, depth: i32): Value {
-    // Each entry takes at least two bytes (checked in two steps: `n << 1`
-    // alone could wrap around for a hostile count).
-    if (!this.need(<usize>n) || !this.need(<usize>n << 1)) return Value.nil();
-    const keys = new Array<u64>(<i32>n);
-    const values = new Array<Value>(<i32>n);
-    for (let i: u32 = 0; i < n; i++) {
-      const key = this.key();
-      if (key == 0) return this.fail("map key is not a string");
-      const v = this.value(depth + 1);
-      if (this.error != null) return Value.nil();
-      // Keys are taken as unique, as the host encodes dicts: looking each one
-      // up would make decoding a large map quadratic (and fuel is counted).
-      keys[i] = key;
-      values[i] = v;
+  /** Checks one whole value: every length fits the input, map keys are
+   * strings, no ext types, nesting at most MAX_DEPTH; records the layout of
+   * its arrays and maps. Iterative (a stack of item counts), so no input can
+   * overflow the wasm stack; the common markers (fixint, fixstr, fixmap,
+   * fixarray) take a fast path, as fuel is counted per instruction. */
+  private check(): void {
+    const layout = new Layout();
+    this.layout = layout;
+    // Per level, 16 bytes: items left (u64), container number (i32), is a map (i32).
+    const stack = heap.alloc(<usize>(MAX_DEPTH + 2) << 4);
+    store<u64>(stack, 1);
+    store<i32>(stack, 0, 12);
+    let depth: i32 = 0;
+    let pos = this.pos;
+    const end = this.end;
+    while (true) {
+      let level = stack + (<usize>depth << 4);
+      let left = load<u64>(level);
+      while (left == 0) {
+        if (depth == 0) { this.pos = pos; return; }
+        const k = load<i32>(level, 8);
+        unchecked(layout.ends[k] = pos);
+        unchecked(layout.after[k] = layout.ends.length);
+        depth--;
+        level -= 16;
+        left = load<u64>(level);
+      }
+      const key = load<i32>(level, 12) != 0 && (left & 1) == 0;
+      store<u64>(level, left - 1);
+      if (pos >= end) { this.fail("truncated input"); return; }
+      const t = <u32>load<u8>(pos);
+      pos++;
+      if (key && !(t - 0xa0 <= 0x1f || t - 0xd9 <= 2)) { this.fail("map key is not a string"); return; }
+      let items: u64;
+      let isMap = false;
+      if (t <= 0x7f || t >= 0xe0) continue;
+      if (t - 0xa0 <= 0x1f) {
+        const n = <usize>(t & 0x1f);
+        if (end - pos < n) { this.fail("truncated input"); return; }
+        pos += n;
+        continue;
+      }
+      if (t - 0x80 <= 0x0f) { items = <u64>(t & 0x0f) << 1; isMap = true; }
+      else if (t - 0x90 <= 0x0f) items = <u64>(t & 0x0f);
+      else {
+        this.pos = pos;
+        const shape = this.shape(t);
+        if (this.error != null) return;
+        pos = this.pos;
+        if (shape == -1) { this.fail("unsupported MessagePack type 0x" + t.toString(16)); return; }
+        if (shape >= 0) {
+          if (<i64>(end - pos) < shape) { this.fail("truncated input"); return; }
+          pos += <usize>shape;
+          continue;
+        }
+        items = <u64>(-2 - shape);
+        isMap = t == 0xde || t == 0xdf;
+      }
+      // Each item takes at least a byte: refuse counts the input cannot hold.
+      if (<u64>(end - pos) < items) { this.fail("truncated input"); return; }
+      if (depth >= MAX_DEPTH) { this.fail("nesting deeper than " + MAX_DEPTH.toString()); return; }
+      depth++;
+      level += 16;
+      store<u64>(level, items);
+      store<i32>(level, layout.ends.length, 8);
+      store<i32>(level, isMap ? 1 : 0, 12);
+      layout.ends.push(0);
+      layout.after.push(0);
     }
-    return Value.rawMap(keys, values);
   }
 
-  /** A map key as a UTF-8 slice `(ptr << 32) | len`, or 0 when it is not a
-   * string. (0 is never a slice: the input never starts at address 0.) */
-  private key(): u64 {
-    if (!this.need(1)) return 0;
-    const t = this.u8();
-    let n: u32;
-    if (t >= 0xa0 && t <= 0xbf) n = t & 0x1f;
-    else if (t == 0xd9) n = this.len(1);
-    else if (t == 0xda) n = this.len(2);
-    else if (t == 0xdb) n = this.len(4);
-    else return 0;
-    if (!this.need(<usize>n)) return 0;
-    const slice = (<u64>this.pos << 32) | <u64>n;
-    this.pos += <usize>n;
-    return slice;
-  }
-
-  private value(depth: i32): Value {
-    if (depth > MAX_DEPTH) return this.fail("nesting deeper than " + MAX_DEPTH.toString());
-    if (!this.need(1)) return Value.nil();
+  /** The next (checked) value: scalars decoded, strings as UTF-8 slices,
+   * arrays and maps undecoded until read. */
+  next(): Value {
     const t = this.u8();
     if (t <= 0x7f) return Value.int(<i64>t);
     if (t >= 0xe0) return Value.int(<i64><i8>t);
-    if (t >= 0x80 && t <= 0x8f) return this.map(t & 0x0f, depth);
-    if (t >= 0x90 && t <= 0x9f) return this.array(t & 0x0f, depth);
-    if (t >= 0xa0 && t <= 0xbf) return this.str(t & 0x1f);
+    const shape = this.shape(t);
+    if (shape < 0) {
+      const body = this.pos;
+      const layout = this.layout!;
+      const k = this.container;
+      const end = unchecked(layout.ends[k]);
+      this.container = unchecked(layout.after[k]);
+      this.pos = end;
+      const isMap = t >= 0x80 && t <= 0x8f || t == 0xde || t == 0xdf;
+      const items = <u32>(-2 - shape);
+      return Value.lazy(isMap ? Kind.Map : Kind.Array, body, end, isMap ? items >> 1 : items, layout, k);
+    }
+    if ((t >= 0xa0 && t <= 0xbf) || (t >= 0xd9 && t <= 0xdb)) {
+      const v = Value.utf8(this.pos, <u32>shape);
+      this.pos += <usize>shape;
+      return v;
+    }
     switch (t) {
       case 0xc0: return Value.nil();
       case 0xc2: return Value.bool(false);
       case 0xc3: return Value.bool(true);
-      case 0xc4: return this.bin(this.len(1));
-      case 0xc5: return this.bin(this.len(2));
-      case 0xc6: return this.bin(this.len(4));
-      case 0xca: {
-        if (!this.need(4)) return Value.nil();
-        return Value.float(<f64>reinterpret<f32>(this.u32()));
+      case 0xc4: case 0xc5: case 0xc6: {
+        const out = new Uint8Array(<i32>shape);
+        memory.copy(out.dataStart, this.pos, <usize>shape);
+        this.pos += <usize>shape;
+        return Value.bin(out);
       }
-      case 0xcb: {
-        if (!this.need(8)) return Value.nil();
-        return Value.float(reinterpret<f64>(this.u64()));
-      }
-      case 0xcc: return this.need(1) ? Value.int(<i64>this.u8()) : Value.nil();
-      case 0xcd: return this.need(2) ? Value.int(<i64>this.u16()) : Value.nil();
-      case 0xce: return this.need(4) ? Value.int(<i64>this.u32()) : Value.nil();
-      case 0xcf: return this.need(8) ? Value.uint(this.u64()) : Value.nil();
-      case 0xd0: return this.need(1) ? Value.int(<i64><i8>this.u8()) : Value.nil();
-      case 0xd1: return this.need(2) ? Value.int(<i64><i16>this.u16()) : Value.nil();
-      case 0xd2: return this.need(4) ? Value.int(<i64><i32>this.u32()) : Value.nil();
-      case 0xd3: return this.need(8) ? Value.int(<i64>this.u64()) : Value.nil();
-      case 0xd9: return this.str(this.len(1));
-      case 0xda: return this.str(this.len(2));
-      case 0xdb: return this.str(this.len(4));
-      case 0xdc: return this.array(this.len(2), depth);
-      case 0xdd: return this.array(this.len(4), depth);
-      case 0xde: return this.map(this.len(2), depth);
-      case 0xdf: return this.map(this.len(4), depth);
-      default:
-        // 0xc1 (never used) and the ext family: podplug requests carry neither.
-        return this.fail("unsupported MessagePack type 0x" + t.toString(16));
+      case 0xca: return Value.float(<f64>reinterpret<f32>(this.u32()));
+      case 0xcb: return Value.float(reinterpret<f64>(this.u64()));
+      case 0xcc: return Value.int(<i64>this.u8());
+      case 0xcd: return Value.int(<i64>this.u16());
+      case 0xce: return Value.int(<i64>this.u32());
+      case 0xcf: return Value.uint(this.u64());
+      case 0xd0: return Value.int(<i64><i8>this.u8());
+      case 0xd1: return Value.int(<i64><i16>this.u16());
+      case 0xd2: return Value.int(<i64><i32>this.u32());
+      default: return Value.int(<i64>this.u64()); // 0xd3
     }
+  }
+
+  /** The next (checked) map key, as a UTF-8 slice `(ptr << 32) | len`. */
+  nextKey(): u64 {
+    const n = <u32>this.shape(this.u8());
+    const slice = (<u64>this.pos << 32) | <u64>n;
+    this.pos += <usize>n;
+    return slice;
   }
 }
 

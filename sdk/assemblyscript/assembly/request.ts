@@ -229,7 +229,8 @@ export class ModelServing {
   constructor(public value: Value) {}
 
   get metadata(): Value { return this.value.getMap("metadata"); }
-  /** The whole ModelServing spec, as sent. */
+  /** The ModelServing spec, as sent: in ABI v2 its roles come without
+   * their Pod templates (the Pod is its role's template rendered). */
   get spec(): Value { return this.value.getMap("spec"); }
   get name(): string { return this.metadata.getString("name"); }
   get namespace(): string { return this.metadata.getString("namespace"); }
@@ -490,8 +491,14 @@ export class HookRequest {
   get pod(): Pod { return new Pod(this.value.getMap("pod")); }
   get isCreate(): bool { return this.hook == "create"; }
   get isReady(): bool { return this.hook == "ready"; }
-  /** This Pod's role in the ModelServing (`spec.template.roles[]` named `roleName`). */
-  role(): Value | null { return this.modelServing.role(this.roleName); }
+  /** This Pod's role in the ModelServing (`spec.template.roles[]` named
+   * `roleName`, without its Pod templates): the request's `role` (ABI v2),
+   * else looked up in the ModelServing (a v1 host). */
+  role(): Value | null {
+    const r = this.value.get("role");
+    if (r && r.isMap && r.length > 0) return r;
+    return this.modelServing.role(this.roleName);
+  }
 }
 
 /** Whether `q` is a Kubernetes quantity: a decimal number (optionally signed)

@@ -22,11 +22,11 @@ const HOOK_EXPORTS = {
  * are omitted, except `plugin.config`, which is `{}` when absent. */
 export function request({
   hook = "create", pluginName = "test", config = {}, modelServing, servingGroup, roleName,
-  roleID, isEntry, pod,
+  roleID, isEntry, role, pod,
 } = {}) {
-  const req = { abi: 1, hook, plugin: { name: pluginName, config } };
+  const req = { abi: 2, hook, plugin: { name: pluginName, config } };
   if (hook === "validate_config") return req;
-  const context = { modelServing, servingGroup, roleName, roleID, isEntry, pod };
+  const context = { modelServing, servingGroup, roleName, roleID, isEntry, role, pod };
   for (const [key, value] of Object.entries(context)) if (value !== undefined) req[key] = value;
   return req;
 }
@@ -78,7 +78,7 @@ export class Plugin {
       },
     });
     memory = instance.exports.memory;
-    if (instance.exports.podplug_abi_version() !== 1) throw new Error("plugin does not speak ABI v1");
+    if (instance.exports.podplug_abi_version() !== 2) throw new Error("plugin does not speak ABI v2");
     const fn = instance.exports[HOOK_EXPORTS[hook]];
     if (!fn) return { response: hook === "validate_config" ? { valid: true } : { mutations: [] }, logs };
     const bytes = req instanceof Uint8Array ? req : encode(req);

@@ -1,71 +1,45 @@
-//! serde `Deserializer` over a [`Value`] whose errors name the field they
-//! happened in (`field gpu.count: invalid type: string "x", expected u32`):
-//! serde's own messages do not, and a config error that does not say where is
-//! a poor `validate_config` answer.
+//! serde's `Deserializer` over MessagePack bytes, reading markers with rmp.
+//!
+//! Why not rmp-serde's: its `deserialize_any` (a 4 KB function) is
+//! instantiated once per serde visitor, and every typed view, field
+//! identifier and collection has its own visitor: that alone was 190 KB of a
+//! 334 KB module. Here the marker is read by one non-generic function
+//! ([`Deserializer::token`]) and the generic part is a small match; a value
+//! the visitor ignores is skipped by scanning its markers (src/wire.rs), not
+//! by visiting it. Strings are borrowed from the input. Errors print no
+//! floats (core's float formatting is ~25 KB of wasm for an error message).
 
 use std::fmt;
-use std::vec;
 
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
+use rmp::Marker;
+use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::forward_to_deserialize_any;
 
-use crate::value::{Map, Value};
+use crate::wire;
 
-/// A value did not fit the Rust type asked for. `Display` gives
-/// `field <path>: <serde's message>`, or the bare message at the top level.
+/// The newtype name that asks for a value's encoded bytes instead of the value.
+pub(crate) const RAW: &str = "$podplug::raw";
+
+/// Deeper nesting than any Kubernetes object needs; bounds recursion.
+const MAX_DEPTH: u32 = 256;
+
+/// A value that is not what the type asked for, or malformed input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    path: String,
-    message: String,
-}
+pub struct Error(String);
 
-impl ConfigError {
-    /// The dotted path of the offending field (`steps[2].call`), empty at the top.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// serde's message without the path.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    fn join(mut self, prefix: String) -> Self {
-        if !self.path.is_empty() && !self.path.starts_with('[') {
-            self.path.insert(0, '.');
-        }
-        self.path.insert_str(0, &prefix);
-        self
-    }
-
-    fn in_key(self, key: &str) -> Self {
-        self.join(key.to_string())
-    }
-
-    fn in_index(self, i: usize) -> Self {
-        self.join(format!("[{}]", i))
-    }
-}
-
-impl fmt::Display for ConfigError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "field {}: {}", self.path, self.message)
-        }
+        f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for Error {}
 
-impl de::Error for ConfigError {
+impl de::Error for Error {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        ConfigError { path: String::new(), message: msg.to_string() }
+        Error(msg.to_string())
     }
 
-    // serde's own wording, except that floats are not printed in full: that
-    // would link core's float formatting (~25 KiB of wasm) for an error message.
     fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
         de::Error::custom(format_args!("invalid type: {}, expected {}", Unexpected(unexp), exp))
     }
@@ -75,6 +49,7 @@ impl de::Error for ConfigError {
     }
 }
 
+/// serde's wording, except that a float prints only when it is integral.
 struct Unexpected<'a>(de::Unexpected<'a>);
 
 impl fmt::Display for Unexpected<'_> {
@@ -106,182 +81,176 @@ impl fmt::Display for Unexpected<'_> {
     }
 }
 
-/// Deserializes `T` from a value, strictly: nil is only an `Option`'s `None`.
-pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ConfigError> {
-    T::deserialize(ValueDeserializer { value, lenient: false })
+/// One MessagePack item: a scalar, or the header of an array or map.
+enum Token<'de> {
+    Nil,
+    Bool(bool),
+    Uint(u64),
+    Int(i64),
+    Float(f64),
+    Str(&'de str),
+    Bin(&'de [u8]),
+    Array(usize),
+    Map(usize),
 }
 
-/// Deserializes a request: as in Kubernetes JSON, nil where a string, bool,
-/// list, map or object is expected reads as absent (its default).
-pub(crate) fn from_request_value<T: DeserializeOwned>(value: Value) -> Result<T, ConfigError> {
-    T::deserialize(ValueDeserializer { value, lenient: true })
+/// Reads one value of `buf` (which it must span exactly with [`end`](Self::end)).
+pub struct Deserializer<'de> {
+    buf: &'de [u8],
+    pos: usize,
+    depth: u32,
 }
 
-struct ValueDeserializer {
-    value: Value,
-    lenient: bool,
-}
+impl<'de> Deserializer<'de> {
+    pub fn new(buf: &'de [u8]) -> Self {
+        Deserializer { buf, pos: 0, depth: 0 }
+    }
 
-impl ValueDeserializer {
-    fn seq(items: Vec<Value>, lenient: bool) -> SeqAccess {
-        SeqAccess { iter: items.into_iter(), index: 0, lenient }
+    /// Fails unless the whole input was read.
+    pub fn end(&self) -> Result<(), Error> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(Error(format!("trailing bytes at byte {}", self.pos)))
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'de [u8], Error> {
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len());
+        match end {
+            Some(end) => {
+                let s = &self.buf[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => Err(Error(format!("malformed MessagePack at byte {}: unexpected end of input", self.pos))),
+        }
+    }
+
+    fn be(&mut self, n: usize) -> Result<u64, Error> {
+        Ok(self.take(n)?.iter().fold(0u64, |acc, b| (acc << 8) | *b as u64))
+    }
+
+    fn str(&mut self, n: usize) -> Result<Token<'de>, Error> {
+        let at = self.pos;
+        let raw = self.take(n)?;
+        std::str::from_utf8(raw)
+            .map(Token::Str)
+            .map_err(|_| Error(format!("malformed MessagePack at byte {}: string is not valid UTF-8", at)))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    /// The next item. Not generic: compiled once, whatever the visitors.
+    fn token(&mut self) -> Result<Token<'de>, Error> {
+        let at = self.pos;
+        let byte = self.take(1)?[0];
+        Ok(match Marker::from_u8(byte) {
+            Marker::FixPos(n) => Token::Uint(n as u64),
+            Marker::FixNeg(n) => Token::Int(n as i64),
+            Marker::Null => Token::Nil,
+            Marker::True => Token::Bool(true),
+            Marker::False => Token::Bool(false),
+            Marker::U8 => Token::Uint(self.be(1)?),
+            Marker::U16 => Token::Uint(self.be(2)?),
+            Marker::U32 => Token::Uint(self.be(4)?),
+            Marker::U64 => Token::Uint(self.be(8)?),
+            Marker::I8 => Token::Int(self.be(1)? as u8 as i8 as i64),
+            Marker::I16 => Token::Int(self.be(2)? as u16 as i16 as i64),
+            Marker::I32 => Token::Int(self.be(4)? as u32 as i32 as i64),
+            Marker::I64 => Token::Int(self.be(8)? as i64),
+            Marker::F32 => Token::Float(f32::from_bits(self.be(4)? as u32) as f64),
+            Marker::F64 => Token::Float(f64::from_bits(self.be(8)?)),
+            Marker::FixStr(n) => self.str(n as usize)?,
+            Marker::Str8 => {
+                let n = self.be(1)? as usize;
+                self.str(n)?
+            }
+            Marker::Str16 => {
+                let n = self.be(2)? as usize;
+                self.str(n)?
+            }
+            Marker::Str32 => {
+                let n = self.be(4)? as usize;
+                self.str(n)?
+            }
+            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
+                let n = self.be(1 << (byte - 0xc4))? as usize;
+                Token::Bin(self.take(n)?)
+            }
+            Marker::FixArray(n) => Token::Array(n as usize),
+            Marker::Array16 => Token::Array(self.be(2)? as usize),
+            Marker::Array32 => Token::Array(self.be(4)? as usize),
+            Marker::FixMap(n) => Token::Map(n as usize),
+            Marker::Map16 => Token::Map(self.be(2)? as usize),
+            Marker::Map32 => Token::Map(self.be(4)? as usize),
+            _ => return Err(Error(format!("malformed MessagePack at byte {}: extension types are not part of the podplug ABI", at))),
+        })
+    }
+
+    fn nested(&mut self, len: usize) -> Result<(), Error> {
+        // Every item takes a byte: a count the input cannot hold is refused.
+        if len > self.buf.len() - self.pos {
+            return Err(Error(format!("malformed MessagePack at byte {}: unexpected end of input", self.pos)));
+        }
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Error(format!("nesting deeper than {}", MAX_DEPTH)));
+        }
+        Ok(())
     }
 }
 
-/// The one error path for "this value is not what the type wants". Not
-/// generic over the visitor: a typed hint whose value does not match comes
-/// here instead of through `deserialize_any`, which would instantiate every
-/// `visit_*` error path once per visitor (it tripled the module's size).
-#[inline(never)]
-fn mismatch(value: &Value, expected: &dyn de::Expected) -> ConfigError {
-    let unexpected = match value {
-        Value::Nil => de::Unexpected::Unit,
-        Value::Bool(b) => de::Unexpected::Bool(*b),
-        Value::Int(i) => de::Unexpected::Signed(*i),
-        Value::UInt(u) => de::Unexpected::Unsigned(*u),
-        Value::Float(f) => de::Unexpected::Float(*f),
-        Value::Str(s) => de::Unexpected::Str(s),
-        Value::Bin(b) => de::Unexpected::Bytes(b),
-        Value::Array(_) => de::Unexpected::Seq,
-        Value::Map(_) => de::Unexpected::Map,
-    };
-    de::Error::invalid_type(unexpected, expected)
-}
+impl<'de, 'a> de::Deserializer<'de> for &'a mut Deserializer<'de> {
+    type Error = Error;
 
-macro_rules! numeric_hints {
-    ($($method:ident)*) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-            match self.value {
-                Value::Int(i) => visitor.visit_i64(i),
-                Value::UInt(u) => visitor.visit_u64(u),
-                Value::Float(f) => visitor.visit_f64(f),
-                other => Err(mismatch(&other, &visitor)),
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.token()? {
+            Token::Nil => visitor.visit_unit(),
+            Token::Bool(b) => visitor.visit_bool(b),
+            Token::Uint(u) => visitor.visit_u64(u),
+            Token::Int(i) => visitor.visit_i64(i),
+            Token::Float(f) => visitor.visit_f64(f),
+            Token::Str(s) => visitor.visit_borrowed_str(s),
+            Token::Bin(b) => visitor.visit_borrowed_bytes(b),
+            Token::Array(n) => {
+                self.nested(n)?;
+                let v = visitor.visit_seq(Access { de: &mut *self, left: n })?;
+                self.depth -= 1;
+                Ok(v)
+            }
+            Token::Map(n) => {
+                self.nested(n)?;
+                let v = visitor.visit_map(Access { de: &mut *self, left: n })?;
+                self.depth -= 1;
+                Ok(v)
             }
         }
-    )*};
-}
+    }
 
-impl<'de> de::Deserializer<'de> for ValueDeserializer {
-    type Error = ConfigError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        let lenient = self.lenient;
-        match self.value {
-            Value::Nil => visitor.visit_unit(),
-            Value::Bool(b) => visitor.visit_bool(b),
-            Value::Int(i) => visitor.visit_i64(i),
-            Value::UInt(u) => visitor.visit_u64(u),
-            Value::Float(f) => visitor.visit_f64(f),
-            Value::Str(s) => visitor.visit_string(s),
-            Value::Bin(b) => visitor.visit_byte_buf(b),
-            Value::Array(a) => visitor.visit_seq(Self::seq(a, lenient)),
-            Value::Map(m) => visitor.visit_map(MapAccess::new(m, lenient)),
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        if self.peek() == Some(0xc0) {
+            self.pos += 1;
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
         }
     }
 
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        match self.value {
-            Value::Nil => visitor.visit_none(),
-            _ => visitor.visit_some(self),
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.pos = wire::skip(self.buf, self.pos).map_err(|e| Error(e.to_string()))?;
+        visitor.visit_unit()
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Error> {
+        if name == RAW {
+            // A part decoded later (`request::Lazy`): its encoded bytes, unread.
+            let start = self.pos;
+            self.pos = wire::skip(self.buf, start).map_err(|e| Error(e.to_string()))?;
+            return visitor.visit_borrowed_bytes(&self.buf[start..self.pos]);
         }
-    }
-
-    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        match self.value {
-            Value::Bool(b) => visitor.visit_bool(b),
-            Value::Nil if self.lenient => visitor.visit_bool(false),
-            other => Err(mismatch(&other, &visitor)),
-        }
-    }
-
-    numeric_hints! {
-        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_u8
-        deserialize_u16 deserialize_u32 deserialize_u64 deserialize_f32 deserialize_f64
-    }
-
-    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        self.deserialize_string(visitor)
-    }
-
-    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        match self.value {
-            Value::Str(s) => visitor.visit_string(s),
-            Value::Nil if self.lenient => visitor.visit_string(String::new()),
-            other => Err(mismatch(&other, &visitor)),
-        }
-    }
-
-    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        self.deserialize_string(visitor)
-    }
-
-    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        self.deserialize_byte_buf(visitor)
-    }
-
-    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        match self.value {
-            Value::Bin(b) => visitor.visit_byte_buf(b),
-            Value::Str(s) => visitor.visit_string(s),
-            Value::Array(a) => visitor.visit_seq(Self::seq(a, self.lenient)),
-            other => Err(mismatch(&other, &visitor)),
-        }
-    }
-
-    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        match self.value {
-            Value::Array(a) => visitor.visit_seq(Self::seq(a, self.lenient)),
-            Value::Nil if self.lenient => visitor.visit_seq(Self::seq(Vec::new(), true)),
-            other => Err(mismatch(&other, &visitor)),
-        }
-    }
-
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, ConfigError> {
-        self.deserialize_seq(visitor)
-    }
-
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _len: usize,
-        visitor: V,
-    ) -> Result<V::Value, ConfigError> {
-        self.deserialize_seq(visitor)
-    }
-
-    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        match self.value {
-            Value::Map(m) => visitor.visit_map(MapAccess::new(m, self.lenient)),
-            Value::Nil if self.lenient => visitor.visit_map(MapAccess::new(Map::new(), true)),
-            other => Err(mismatch(&other, &visitor)),
-        }
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, ConfigError> {
-        self.deserialize_map(visitor)
-    }
-
-    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        match self.value {
-            Value::Nil => visitor.visit_unit(),
-            other => Err(mismatch(&other, &visitor)),
-        }
-    }
-
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, visitor: V) -> Result<V::Value, ConfigError> {
-        self.deserialize_unit(visitor)
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, ConfigError> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -290,268 +259,136 @@ impl<'de> de::Deserializer<'de> for ValueDeserializer {
         _name: &'static str,
         _variants: &'static [&'static str],
         visitor: V,
-    ) -> Result<V::Value, ConfigError> {
-        let lenient = self.lenient;
-        match self.value {
-            // A unit variant is its name; a variant with data is a one-entry map.
-            Value::Str(s) => visitor.visit_enum(s.into_deserializer()),
-            Value::Map(m) if m.len() == 1 => {
-                let (variant, value) = m.into_entries().pop().expect("one entry");
-                visitor.visit_enum(EnumAccess { variant, value, lenient })
-            }
-            other => Err(de::Error::custom(format_args!(
-                "expected a variant name or a one-entry map, found {}",
-                other.type_name()
-            ))),
+    ) -> Result<V::Value, Error> {
+        // A unit variant is its name; a variant with data a one-entry map.
+        match self.token()? {
+            Token::Str(s) => visitor.visit_enum(s.into_deserializer()),
+            Token::Map(1) => visitor.visit_enum(Variant { de: self }),
+            _ => Err(de::Error::custom("expected a variant name or a one-entry map")),
         }
     }
 
-    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        self.deserialize_string(visitor)
-    }
-
-    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        visitor.visit_unit()
-    }
-
-    forward_to_deserialize_any! { i128 u128 }
-}
-
-struct SeqAccess {
-    iter: vec::IntoIter<Value>,
-    index: usize,
-    lenient: bool,
-}
-
-impl<'de> de::SeqAccess<'de> for SeqAccess {
-    type Error = ConfigError;
-
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, ConfigError> {
-        let value = match self.iter.next() {
-            Some(v) => v,
-            None => return Ok(None),
-        };
-        let index = self.index;
-        self.index += 1;
-        seed.deserialize(ValueDeserializer { value, lenient: self.lenient })
-            .map(Some)
-            .map_err(|e| e.in_index(index))
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.iter.len())
-    }
-}
-
-struct MapAccess {
-    iter: vec::IntoIter<(String, Value)>,
-    /// The value of the key just read, and the key when the seed only
-    /// borrowed it (struct fields): kept for the error path.
-    pending: Option<(Option<String>, Value)>,
-    lenient: bool,
-}
-
-impl MapAccess {
-    fn new(map: Map, lenient: bool) -> Self {
-        MapAccess { iter: map.into_entries().into_iter(), pending: None, lenient }
-    }
-}
-
-impl<'de> de::MapAccess<'de> for MapAccess {
-    type Error = ConfigError;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, ConfigError> {
-        let (key, value) = match self.iter.next() {
-            Some(e) => e,
-            None => return Ok(None),
-        };
-        let mut back = None;
-        let k = seed.deserialize(KeyDeserializer { key, back: &mut back })?;
-        self.pending = Some((back, value));
-        Ok(Some(k))
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, ConfigError> {
-        let (key, value) = self.pending.take().expect("next_value_seed called before next_key_seed");
-        seed.deserialize(ValueDeserializer { value, lenient: self.lenient }).map_err(|e| match key {
-            Some(k) => e.in_key(&k),
-            None => e,
-        })
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.iter.len())
-    }
-}
-
-/// A map key. A `String` key (labels, annotations: user maps) takes the
-/// decoded string by move, saving an allocation per entry, which matters in
-/// fuel for Pods with thousands of labels; a struct field name is only
-/// borrowed, so the key stays available to name the field in errors.
-struct KeyDeserializer<'a> {
-    key: String,
-    back: &'a mut Option<String>,
-}
-
-impl<'de, 'a> de::Deserializer<'de> for KeyDeserializer<'a> {
-    type Error = ConfigError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        visitor.visit_string(self.key)
-    }
-
-    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        let r = visitor.visit_str(&self.key);
-        *self.back = Some(self.key);
-        r
-    }
-
-    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, ConfigError> {
-        self.deserialize_identifier(visitor)
-    }
-
     forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char string bytes byte_buf option unit
-        unit_struct newtype_struct seq tuple tuple_struct map struct enum ignored_any
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
+        unit_struct seq tuple tuple_struct map struct identifier
     }
 }
 
-struct EnumAccess {
-    variant: String,
-    value: Value,
-    lenient: bool,
+/// The items of an array, or the entries of a map, still to read.
+struct Access<'a, 'de> {
+    de: &'a mut Deserializer<'de>,
+    left: usize,
 }
 
-impl<'de> de::EnumAccess<'de> for EnumAccess {
-    type Error = ConfigError;
-    type Variant = VariantAccess;
+impl<'de, 'a> de::SeqAccess<'de> for Access<'a, 'de> {
+    type Error = Error;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, VariantAccess), ConfigError> {
-        let v = seed.deserialize(self.variant.as_str().into_deserializer())?;
-        Ok((v, VariantAccess { variant: self.variant, value: self.value, lenient: self.lenient }))
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.de).map(Some)
     }
-}
 
-struct VariantAccess {
-    variant: String,
-    value: Value,
-    lenient: bool,
-}
-
-impl VariantAccess {
-    fn de(self) -> (ValueDeserializer, String) {
-        (ValueDeserializer { value: self.value, lenient: self.lenient }, self.variant)
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left)
     }
 }
 
-impl<'de> de::VariantAccess<'de> for VariantAccess {
-    type Error = ConfigError;
+impl<'de, 'a> de::MapAccess<'de> for Access<'a, 'de> {
+    type Error = Error;
 
-    fn unit_variant(self) -> Result<(), ConfigError> {
-        let (d, variant) = self.de();
-        de::Deserialize::deserialize(d).map_err(|e: ConfigError| e.in_key(&variant))
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.de).map(Some)
     }
 
-    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, ConfigError> {
-        let (d, variant) = self.de();
-        seed.deserialize(d).map_err(|e| e.in_key(&variant))
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        seed.deserialize(&mut *self.de)
     }
 
-    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, ConfigError> {
-        let (d, variant) = self.de();
-        de::Deserializer::deserialize_seq(d, visitor).map_err(|e| e.in_key(&variant))
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left)
+    }
+}
+
+struct Variant<'a, 'de> {
+    de: &'a mut Deserializer<'de>,
+}
+
+impl<'de, 'a> de::EnumAccess<'de> for Variant<'a, 'de> {
+    type Error = Error;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), Error> {
+        let v = seed.deserialize(&mut *self.de)?;
+        Ok((v, self))
+    }
+}
+
+impl<'de, 'a> de::VariantAccess<'de> for Variant<'a, 'de> {
+    type Error = Error;
+
+    fn unit_variant(self) -> Result<(), Error> {
+        de::Deserialize::deserialize(&mut *self.de)
     }
 
-    fn struct_variant<V: Visitor<'de>>(
-        self,
-        _fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, ConfigError> {
-        let (d, variant) = self.de();
-        de::Deserializer::deserialize_map(d, visitor).map_err(|e| e.in_key(&variant))
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
+        seed.deserialize(&mut *self.de)
     }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
+        de::Deserializer::deserialize_seq(&mut *self.de, visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
+        de::Deserializer::deserialize_map(&mut *self.de, visitor)
+    }
+}
+
+/// `T` from all of `bytes`.
+pub fn from_slice<'de, T: de::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, Error> {
+    let mut de = Deserializer::new(bytes);
+    let v = T::deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{list, map};
-    use serde::Deserialize;
-    use std::collections::BTreeMap;
+    use crate::{list, map, Value};
 
-    #[derive(Deserialize, Debug, PartialEq)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    struct Config {
-        gpu_count: u32,
-        #[serde(default)]
-        runtime_class: Option<String>,
-        #[serde(default)]
-        tolerations: Vec<Tol>,
-        #[serde(default)]
-        mode: Option<Mode>,
-    }
-
-    #[derive(Deserialize, Debug, PartialEq)]
-    #[serde(deny_unknown_fields)]
-    struct Tol {
-        key: String,
-        seconds: Option<i64>,
-    }
-
-    #[derive(Deserialize, Debug, PartialEq)]
-    #[serde(rename_all = "lowercase")]
-    enum Mode {
-        Fast,
-        Limit(u8),
-    }
-
-    fn cfg(v: Value) -> Result<Config, String> {
-        from_value::<Config>(v).map_err(|e| e.to_string())
+    #[test]
+    fn every_kind_round_trips_through_value() {
+        let v = map! {
+            "nil" => Value::Nil, "t" => true, "neg" => -40000, "big" => u64::MAX,
+            "f" => 0.5, "s" => "日本🦀", "bin" => Value::Bin(vec![1, 2]),
+            "arr" => list![1, "x"], "m" => map! {},
+        };
+        assert_eq!(from_slice::<Value>(&v.to_msgpack()).unwrap(), v);
     }
 
     #[test]
-    fn typed_config_reads_nested_fields() {
-        let c = cfg(map! {
-            "gpuCount" => 8, "runtimeClass" => "nvidia",
-            "tolerations" => list![map! { "key" => "a", "seconds" => -5 }], "mode" => "fast",
-        })
-        .unwrap();
-        assert_eq!(c.gpu_count, 8);
-        assert_eq!(c.tolerations, vec![Tol { key: "a".into(), seconds: Some(-5) }]);
-        assert_eq!(c.mode, Some(Mode::Fast));
-        assert_eq!(cfg(map! { "gpuCount" => 1, "mode" => map! { "limit" => 3 } }).unwrap().mode, Some(Mode::Limit(3)));
+    fn non_canonical_forms_decode() {
+        assert_eq!(from_slice::<Value>(&[0xd0, 0x05]).unwrap(), Value::Int(5));
+        assert_eq!(from_slice::<Value>(&[0xca, 0x3f, 0x00, 0x00, 0x00]).unwrap(), Value::Float(0.5));
+        assert_eq!(from_slice::<Value>(&[0xda, 0, 1, b'a']).unwrap(), Value::from("a"));
     }
 
     #[test]
-    fn errors_name_the_field_path() {
-        assert_eq!(
-            cfg(map! { "gpuCount" => "8" }).unwrap_err(),
-            "field gpuCount: invalid type: string \"8\", expected u32"
-        );
-        assert_eq!(cfg(map! { "gpuCount" => -1 }).unwrap_err(), "field gpuCount: invalid value: integer `-1`, expected u32");
-        assert_eq!(
-            cfg(map! { "gpuCount" => 1, "tolerations" => list![map! { "key" => "a" }, map! { "key" => 5 }] }).unwrap_err(),
-            "field tolerations[1].key: invalid type: integer `5`, expected a string"
-        );
-        assert_eq!(
-            cfg(map! { "gpuCount" => 1, "tolerations" => list![map! { "key" => "a", "x" => 1 }] }).unwrap_err(),
-            "field tolerations[0]: unknown field `x`, expected `key` or `seconds`"
-        );
-        assert_eq!(cfg(map! {}).unwrap_err(), "missing field `gpuCount`");
-        assert!(cfg(map! { "gpuCount" => 1, "extra" => 1 }).unwrap_err().starts_with("unknown field `extra`"));
-        assert_eq!(cfg(map! { "gpuCount" => 0.5 }).unwrap_err(), "field gpuCount: invalid type: floating point number, expected u32");
-        assert_eq!(cfg(map! { "gpuCount" => 2.0 }).unwrap_err(), "field gpuCount: invalid type: floating point `2.0`, expected u32");
-        assert_eq!(cfg(map! { "gpuCount" => 1, "mode" => "slow" }).unwrap_err(),
-            "field mode: unknown variant `slow`, expected `fast` or `limit`");
-    }
-
-    #[test]
-    fn strict_mode_refuses_nil_where_lenient_mode_reads_a_default() {
-        let v = map! { "a" => Value::Nil };
-        assert!(from_value::<BTreeMap<String, String>>(v.clone()).is_err());
-        let m: BTreeMap<String, String> = from_request_value(v).unwrap();
-        assert_eq!(m["a"], "");
-        let m: BTreeMap<String, Vec<u8>> = from_request_value(map! { "a" => Value::Nil }).unwrap();
-        assert!(m["a"].is_empty());
+    fn malformed_input_is_an_error_not_a_panic() {
+        let e = |b: &[u8]| from_slice::<Value>(b).unwrap_err().to_string();
+        assert_eq!(e(&[0x92, 0x01]), "malformed MessagePack at byte 1: unexpected end of input");
+        assert_eq!(e(&[0x01, 0x02]), "trailing bytes at byte 1");
+        assert_eq!(e(&[0x81, 0x01, 0x01]), "invalid type: integer `1`, expected a string");
+        assert_eq!(e(&[0xa1, 0xff]), "malformed MessagePack at byte 1: string is not valid UTF-8");
+        assert_eq!(e(&[0xdd, 0xff, 0xff, 0xff, 0xff]), "malformed MessagePack at byte 5: unexpected end of input");
+        let deep: Vec<u8> = std::iter::repeat(0x91).take(1000).chain([0xc0]).collect();
+        assert_eq!(e(&deep), "nesting deeper than 256");
     }
 }

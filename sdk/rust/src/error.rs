@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::de::ConfigError;
+use crate::config::ConfigError;
 use crate::request::RequestError;
 
 /// A hook's refusal: the host reports `plugin error: <message>` and, for

@@ -107,12 +107,12 @@ mod tests {
     }
 
     fn pod(json: &str) -> crate::Pod {
-        crate::from_value(crate::testing::json(json)).unwrap()
+        crate::testing::pod_json(json)
     }
 
     #[test]
     fn tolerations_cover_a_taint_of_any_value() {
-        let t = |json: &str| -> crate::Toleration { crate::from_value(crate::testing::json(json)).unwrap() };
+        let t = |json: &str| -> crate::Toleration { crate::from_value(&crate::testing::json(json)).unwrap() };
         let gpu = "nvidia.com/gpu";
         assert!(t(r#"{"key": "nvidia.com/gpu", "operator": "Exists"}"#).tolerates(gpu, "NoSchedule"));
         assert!(t(r#"{"operator": "Exists"}"#).tolerates(gpu, "NoSchedule"));
@@ -130,7 +130,7 @@ mod tests {
     fn containers_are_selected_in_pod_order() {
         let p = pod(r#"{"metadata": {"name": "p"}, "spec": {"containers": [
             {"name": "vllm", "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}, {"name": "sidecar"}]}}"#);
-        let names = |cs: Vec<&crate::Container>| cs.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        let names = |cs: Vec<&crate::Container>| cs.iter().map(|c| c.name).collect::<Vec<_>>();
         assert_eq!(names(p.select_containers(None).unwrap()), ["vllm"]);
         let wanted = vec!["sidecar".to_string(), "engine".to_string(), "vllm".to_string()];
         assert_eq!(names(p.select_containers(Some(&wanted)).unwrap()), ["vllm", "sidecar"]);

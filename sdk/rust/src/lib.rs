@@ -17,12 +17,11 @@
 //!     runtime_class: Option<String>,
 //! }
 //!
-//! fn create(req: &HookRequest) -> Result<Mutations, Error> {
-//!     let cfg: Config = req.config()?;
+//! fn create(_req: &HookRequest, cfg: &Config) -> Result<Mutations, Error> {
 //!     let mut m = Mutations::new();
 //!     m.set_resource_limit("nvidia.com/gpu", cfg.gpus)
 //!         .add_toleration(Toleration::exists("nvidia.com/gpu").effect("NoSchedule"));
-//!     if let Some(rc) = cfg.runtime_class {
+//!     if let Some(rc) = &cfg.runtime_class {
 //!         m.set_runtime_class_name(rc);
 //!     }
 //!     Ok(m)
@@ -45,31 +44,30 @@
 
 #[cfg(target_arch = "wasm32")]
 pub mod alloc;
+mod config;
 mod de;
 mod error;
 pub mod k8s;
 pub mod log;
 pub mod metadata;
-mod msgpack;
 mod mutations;
 mod plugin;
 mod request;
-mod ser;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 mod value;
+mod wire;
 
-pub use de::{from_value, ConfigError};
+pub use config::{from_value, ConfigError};
 pub use error::Error;
-pub use msgpack::DecodeError;
+pub use wire::DecodeError;
 pub use mutations::{EnvSource, Mutation, Mutations, NodeRequirement, ResourceKind, OPS};
-pub use plugin::{ConfigCheck, HookFn, Plugin, ValidateFn};
+pub use plugin::{HookFn, Plugin, ValidateFn};
 pub use request::{
     Container, ContainerPort, EnvVar, HookRequest, ModelServing, ObjectMeta, Pod, PodCondition, PodSpec, PodStatus,
-    PluginEntry, Quantity, RequestError, ResourceRequirements, StringMap, Toleration, Volume, VolumeMount,
+    Quantity, RequestError, ResourceRequirements, Str, StringMap, Toleration, Volume, VolumeMount,
 };
-pub use ser::{to_value, SerializeError};
-pub use value::{Map, Value};
+pub use value::{to_value, Map, SerializeError, Value};
 
 // The README's examples are compiled and run as doc tests.
 #[doc = include_str!("../README.md")]
@@ -81,7 +79,7 @@ pub struct ReadmeDoctests;
 static ALLOCATOR: alloc::BumpAlloc = alloc::BumpAlloc::new();
 
 /// The ABI version this SDK speaks (`podplug_abi_version`).
-pub const ABI_VERSION: i32 = 1;
+pub const ABI_VERSION: i32 = 2;
 
 #[doc(hidden)]
 pub use mutations::__ops;
@@ -96,13 +94,18 @@ pub use plugin::rt as __rt;
 ///
 /// ```ignore
 /// podplug_sdk::plugin! {
-///     on_pod_create: create,        // fn(&HookRequest) -> Result<Mutations, Error>
+///     on_pod_create: create,        // fn(&HookRequest, &MyConfig) -> Result<Mutations, Error>
 ///     on_pod_ready: ready,          // same signature; label/annotation ops only
 ///     config: MyConfig,             // serde::Deserialize: validate_config for free
-///     validate_config: validate,    // fn(&HookRequest) -> Result<(), Error>, after the type check
+///     validate_config: validate,    // fn(&HookRequest, &MyConfig) -> Result<(), Error>, after the type check
 ///     mutations: [setLabel, addVolume], // ops listed in podplug.metadata
 /// }
 /// ```
+///
+/// With `config: MyConfig` each call decodes the config once and passes it
+/// to the validator and the hook; without it, hooks and the validator take
+/// the request alone (`fn(&HookRequest) -> ...`) and read the config with
+/// `req.config_value()` or `req.config::<T>()`.
 ///
 /// Hooks see only configs that pass validation. A wrong signature, an unknown
 /// or repeated key, or an unknown op in `mutations` is a compile error:
@@ -133,12 +136,19 @@ pub use plugin::rt as __rt;
 /// struct NotDeserialize;
 /// podplug_sdk::plugin! { config: NotDeserialize, on_pod_create: create }
 /// ```
-/// and the same with everything right compiles:
-/// ```
+/// ```compile_fail
 /// # use podplug_sdk::*;
 /// # fn create(_: &HookRequest) -> Result<Mutations, Error> { Ok(Mutations::new()) }
 /// #[derive(serde::Deserialize)]
 /// struct Config {}
+/// podplug_sdk::plugin! { config: Config, on_pod_create: create } // a typed config is passed: fn(&HookRequest, &Config)
+/// ```
+/// and the same with everything right compiles:
+/// ```
+/// # use podplug_sdk::*;
+/// #[derive(serde::Deserialize)]
+/// struct Config {}
+/// fn create(_: &HookRequest, _: &Config) -> Result<Mutations, Error> { Ok(Mutations::new()) }
 /// podplug_sdk::plugin! { mutations: [setLabel], config: Config, on_pod_create: create, on_pod_ready: create }
 /// # fn main() { assert!(PLUGIN.on_pod_ready.is_some() && PLUGIN.validates_config()); }
 /// ```
@@ -201,19 +211,71 @@ macro_rules! __plugin_parse {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __plugin_emit {
-    ([$($c:path)?] [$($r:path)?] [$($v:path)?] [$($t:ty)?] [$($m:ident),*]) => {
+    // With `config: T`: hooks are `fn(&HookRequest, &T)`; the config is decoded
+    // once per call and validated before the hook sees it.
+    ([$($c:path)?] [$($r:path)?] [$($v:path)?] [$t:ty] [$($m:ident),*]) => {
         // Signature checks first, so a mismatch points at the author's function.
+        $(const _: fn(&$crate::HookRequest, &$t) -> ::core::result::Result<$crate::Mutations, $crate::Error> = $c;)?
+        $(const _: fn(&$crate::HookRequest, &$t) -> ::core::result::Result<$crate::Mutations, $crate::Error> = $r;)?
+        $(const _: fn(&$crate::HookRequest, &$t) -> ::core::result::Result<(), $crate::Error> = $v;)?
+        const _: fn() = $crate::__rt::assert_config::<$t>;
+
+        const __PODPLUG_VALIDATE: ::core::option::Option<fn(&$crate::HookRequest, &$t) -> ::core::result::Result<(), $crate::Error>> =
+            $crate::__plugin_opt!($($v)?);
+
+        const __PODPLUG_PLUGIN: $crate::Plugin = $crate::Plugin {
+            on_pod_create: $crate::__plugin_opt!($({
+                fn __podplug_create(req: &$crate::HookRequest) -> ::core::result::Result<$crate::Mutations, $crate::Error> {
+                    $crate::__rt::typed_hook::<$t>(req, __PODPLUG_VALIDATE, $c)
+                }
+                __podplug_create as $crate::HookFn
+            })?),
+            on_pod_ready: $crate::__plugin_opt!($({
+                fn __podplug_ready(req: &$crate::HookRequest) -> ::core::result::Result<$crate::Mutations, $crate::Error> {
+                    $crate::__rt::typed_hook::<$t>(req, __PODPLUG_VALIDATE, $r)
+                }
+                __podplug_ready as $crate::HookFn
+            })?),
+            validate_config: ::core::option::Option::Some({
+                fn __podplug_validate(req: &$crate::HookRequest) -> ::core::result::Result<(), $crate::Error> {
+                    $crate::__rt::typed_validate::<$t>(req, __PODPLUG_VALIDATE)
+                }
+                __podplug_validate as $crate::ValidateFn
+            }),
+        };
+        $crate::__plugin_exports! { [$($c)?] [$($r)?] [config] [$($m),*] }
+    };
+    // Without a config type: hooks are `fn(&HookRequest)`.
+    ([$($c:path)?] [$($r:path)?] [$($v:path)?] [] [$($m:ident),*]) => {
         $(const _: $crate::HookFn = $c;)?
         $(const _: $crate::HookFn = $r;)?
         $(const _: $crate::ValidateFn = $v;)?
 
-        const __PODPLUG_PLUGIN: $crate::Plugin = $crate::Plugin {
-            on_pod_create: $crate::__plugin_opt!($($c)?),
-            on_pod_ready: $crate::__plugin_opt!($($r)?),
-            validate_config: $crate::__plugin_opt!($($v)?),
-            config_type: $crate::__plugin_opt!($($crate::__rt::check_config::<$t>)?),
-        };
+        const __PODPLUG_VALIDATE: ::core::option::Option<$crate::ValidateFn> = $crate::__plugin_opt!($($v)?);
 
+        const __PODPLUG_PLUGIN: $crate::Plugin = $crate::Plugin {
+            on_pod_create: $crate::__plugin_opt!($({
+                fn __podplug_create(req: &$crate::HookRequest) -> ::core::result::Result<$crate::Mutations, $crate::Error> {
+                    $crate::__rt::plain_hook(req, __PODPLUG_VALIDATE, $c)
+                }
+                __podplug_create as $crate::HookFn
+            })?),
+            on_pod_ready: $crate::__plugin_opt!($({
+                fn __podplug_ready(req: &$crate::HookRequest) -> ::core::result::Result<$crate::Mutations, $crate::Error> {
+                    $crate::__rt::plain_hook(req, __PODPLUG_VALIDATE, $r)
+                }
+                __podplug_ready as $crate::HookFn
+            })?),
+            validate_config: __PODPLUG_VALIDATE,
+        };
+        $crate::__plugin_exports! { [$($c)?] [$($r)?] [$($v)?] [$($m),*] }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plugin_exports {
+    ([$($c:path)?] [$($r:path)?] [$($validates:tt)?] [$($m:ident),*]) => {
         /// This crate's podplug plugin, as exported to the host; call its
         /// methods from native tests.
         pub static PLUGIN: $crate::Plugin = __PODPLUG_PLUGIN;
@@ -262,21 +324,15 @@ macro_rules! __plugin_emit {
             }
         )?
 
-        $crate::__plugin_validate_export! { [$($v)?] [$($t)?] }
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __plugin_validate_export {
-    ([] []) => {};
-    ($($any:tt)+) => {
-        #[cfg(target_arch = "wasm32")]
-        #[no_mangle]
-        pub extern "C" fn podplug_validate_config(ptr: *const u8, len: usize) -> u64 {
-            // SAFETY: the host wrote `len` request bytes at `ptr` (docs/abi.md, "One call").
+        $(
+            #[cfg(target_arch = "wasm32")]
+            #[no_mangle]
+            pub extern "C" fn podplug_validate_config(ptr: *const u8, len: usize) -> u64 {
+                let _ = ::core::stringify!($validates); // (exported with a config type or validator)
+                // SAFETY: the host wrote `len` request bytes at `ptr` (docs/abi.md, "One call").
                 unsafe { $crate::__rt::export(&PLUGIN, "validate_config", ptr, len) }
-        }
+            }
+        )?
     };
 }
 

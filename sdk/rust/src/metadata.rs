@@ -174,7 +174,7 @@ mod tests {
     use super::*;
     use crate::value::Value;
 
-    const PLUGIN: Plugin = Plugin { on_pod_create: None, on_pod_ready: None, validate_config: None, config_type: None };
+    const PLUGIN: Plugin = Plugin { on_pod_create: None, on_pod_ready: None, validate_config: None };
 
     #[test]
     fn encodes_the_canonical_map() {

@@ -222,6 +222,13 @@ impl From<NodeRequirement> for Value {
     }
 }
 
+impl serde::Serialize for Mutations {
+    /// An array of op maps, each in the canonical field order.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.ops.iter().map(|m| &m.0))
+    }
+}
+
 /// The list of operations a hook returns, in the order they are applied.
 ///
 /// ```

@@ -3,41 +3,38 @@
 //! the native test harness both go through [`Plugin::call`], so a native test
 //! exercises the same decoding, validation and encoding the host sees.
 
-use crate::de::{self, ConfigError};
+use serde::de::DeserializeOwned;
+
 use crate::error::Error;
-use crate::msgpack;
 use crate::mutations::Mutations;
 use crate::request::HookRequest;
 use crate::value::Value;
+use crate::wire;
 
-/// `fn create(req: &HookRequest) -> Result<Mutations, Error>`.
+/// A hook as the plugin table holds it: the `plugin!` macro wraps the
+/// author's function (which, with `config: T`, also receives the config
+/// decoded once as `&T`).
 pub type HookFn = fn(&HookRequest) -> Result<Mutations, Error>;
-/// `fn validate(req: &HookRequest) -> Result<(), Error>`: semantic checks of the config.
+/// `validate_config` as the plugin table holds it.
 pub type ValidateFn = fn(&HookRequest) -> Result<(), Error>;
-/// Checks the config deserializes into the plugin's config type.
-pub type ConfigCheck = fn(&Value) -> Result<(), ConfigError>;
 
 /// What a plugin implements. `plugin!` defines one as `PLUGIN` in your crate.
 #[derive(Clone, Copy)]
 pub struct Plugin {
     pub on_pod_create: Option<HookFn>,
     pub on_pod_ready: Option<HookFn>,
+    /// The config's type check and the author's `validate_config`, in that order.
     pub validate_config: Option<ValidateFn>,
-    /// Set by `config: MyConfig`: config validation derived from the type.
-    pub config_type: Option<ConfigCheck>,
 }
 
 impl Plugin {
     /// Whether the module exports `podplug_validate_config`.
     pub const fn validates_config(&self) -> bool {
-        self.validate_config.is_some() || self.config_type.is_some()
+        self.validate_config.is_some()
     }
 
     /// `validate_config`: the config type's check first, then the author's.
     pub fn validate(&self, req: &HookRequest) -> Result<(), Error> {
-        if let Some(check) = self.config_type {
-            check(&req.plugin.config)?;
-        }
         match self.validate_config {
             Some(f) => f(req),
             None => Ok(()),
@@ -47,59 +44,88 @@ impl Plugin {
     /// The create hook, after validating the config: a hook never sees a
     /// config that `validate_config` refuses. No hook means no mutations.
     pub fn create(&self, req: &HookRequest) -> Result<Mutations, Error> {
-        self.run(self.on_pod_create, req)
+        Self::run(self.on_pod_create, req)
     }
 
     /// The ready hook, after validating the config.
     pub fn ready(&self, req: &HookRequest) -> Result<Mutations, Error> {
-        self.run(self.on_pod_ready, req)
+        Self::run(self.on_pod_ready, req)
     }
 
-    fn run(&self, hook: Option<HookFn>, req: &HookRequest) -> Result<Mutations, Error> {
-        let hook = match hook {
-            Some(h) => h,
-            None => return Ok(Mutations::new()),
+    fn run(hook: Option<HookFn>, req: &HookRequest) -> Result<Mutations, Error> {
+        let out = match hook {
+            Some(h) => h(req),
+            None => Ok(Mutations::new()),
         };
-        self.validate(req)?;
-        hook(req)
+        // A part of the request that did not decode read as empty: whatever
+        // the hook made of it, the answer is the decoding error.
+        match req.problem() {
+            Some(p) => Err(p.into()),
+            None => out,
+        }
     }
 
     /// One call as the host makes it: `hook` is `create`, `ready` or
     /// `validate_config`; `request` and the result are MessagePack.
+    /// Natively the request bytes are copied and kept for the rest of the
+    /// process (the views borrow from them, as they do in wasm).
     pub fn call(&self, hook: &str, request: &[u8]) -> Vec<u8> {
+        #[cfg(not(target_arch = "wasm32"))]
+        let request: &'static [u8] = Box::leak(request.to_vec().into_boxed_slice());
+        // SAFETY (wasm): the host wrote the request into memory it got from
+        // `podplug_alloc`; nothing frees or reuses it before the instance is
+        // discarded, so it is alive and unchanged for the whole call.
+        #[cfg(target_arch = "wasm32")]
+        let request: &'static [u8] = unsafe { std::slice::from_raw_parts(request.as_ptr(), request.len()) };
+        self.call_static(hook, request)
+    }
+
+    fn call_static(&self, hook: &str, request: &'static [u8]) -> Vec<u8> {
         let decoded = HookRequest::from_msgpack(request);
         let req = decoded.as_ref().map_err(|e| Error::from(e.clone()));
-        let out = match hook {
+        let mut out = Vec::with_capacity(256);
+        match hook {
             "validate_config" => match req.and_then(|r| self.validate(r)) {
-                Ok(()) => response(&[("valid", Value::Bool(true))]),
-                Err(e) => response(&[("valid", Value::Bool(false)), ("message", Value::Str(e.to_string()))]),
+                Ok(()) => response(&mut out, "valid", &Value::Bool(true), None),
+                Err(e) => response(&mut out, "valid", &Value::Bool(false), Some(e.message())),
             },
             "create" | "ready" => {
                 let hook_fn = if hook == "create" { self.on_pod_create } else { self.on_pod_ready };
-                match req.and_then(|r| self.run(hook_fn, r)) {
-                    Ok(m) => response(&[("mutations", m.to_value())]),
-                    Err(e) => response(&[("error", Value::Str(e.to_string()))]),
+                match req.and_then(|r| Self::run(hook_fn, r)) {
+                    Ok(m) => {
+                        rmp::encode::write_map_len(&mut out, 1).expect("to memory");
+                        rmp::encode::write_str(&mut out, "mutations").expect("to memory");
+                        wire::encode(&m, &mut out);
+                    }
+                    Err(e) => error_response(&mut out, e.message()),
                 }
             }
-            other => response(&[("error", Value::Str(format!("unknown hook {:?}", other)))]),
-        };
+            other => error_response(&mut out, &format!("unknown hook {:?}", other)),
+        }
         // In wasm the instance is discarded after the call: freeing the
-        // request piece by piece would only burn fuel.
+        // decoded parts piece by piece would only burn fuel.
         #[cfg(target_arch = "wasm32")]
         std::mem::forget(decoded);
         out
     }
 }
 
-/// A response map, keys in the order given (the canonical order of docs/abi.md).
-fn response(fields: &[(&str, Value)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    msgpack::write_map_len(fields.len(), &mut out);
-    for (k, v) in fields {
-        msgpack::write_str(k, &mut out);
-        msgpack::encode(v, &mut out);
+fn error_response(out: &mut Vec<u8>, message: &str) {
+    rmp::encode::write_map_len(out, 1).expect("to memory");
+    rmp::encode::write_str(out, "error").expect("to memory");
+    rmp::encode::write_str(out, message).expect("to memory");
+}
+
+/// `{key: value}` or `{key: value, message: ...}` (validate_config), in the
+/// canonical order of docs/abi.md.
+fn response(out: &mut Vec<u8>, key: &str, value: &Value, message: Option<&str>) {
+    rmp::encode::write_map_len(out, if message.is_some() { 2 } else { 1 }).expect("to memory");
+    rmp::encode::write_str(out, key).expect("to memory");
+    wire::encode(value, out);
+    if let Some(m) = message {
+        rmp::encode::write_str(out, "message").expect("to memory");
+        rmp::encode::write_str(out, m).expect("to memory");
     }
-    out
 }
 
 /// Glue the `plugin!` macro's exports call; not a public API.
@@ -107,10 +133,46 @@ fn response(fields: &[(&str, Value)]) -> Vec<u8> {
 pub mod rt {
     use super::*;
 
-    /// Config validation derived from a `serde::Deserialize` type.
-    pub fn check_config<T: serde::de::DeserializeOwned>(config: &Value) -> Result<(), ConfigError> {
-        de::from_value::<T>(config.clone()).map(|_| ())
+    /// A hook with a typed config: the config is decoded once and checked
+    /// (the type, then the author's validator) before the hook sees it.
+    pub fn typed_hook<C: DeserializeOwned>(
+        req: &HookRequest,
+        validate: Option<fn(&HookRequest, &C) -> Result<(), Error>>,
+        hook: fn(&HookRequest, &C) -> Result<Mutations, Error>,
+    ) -> Result<Mutations, Error> {
+        let config: C = req.config()?;
+        if let Some(v) = validate {
+            v(req, &config)?;
+        }
+        hook(req, &config)
     }
+
+    /// `validate_config` with a typed config.
+    pub fn typed_validate<C: DeserializeOwned>(
+        req: &HookRequest,
+        validate: Option<fn(&HookRequest, &C) -> Result<(), Error>>,
+    ) -> Result<(), Error> {
+        let config: C = req.config()?;
+        match validate {
+            Some(v) => v(req, &config),
+            None => Ok(()),
+        }
+    }
+
+    /// A hook without a config type, after the author's validator if any.
+    pub fn plain_hook(
+        req: &HookRequest,
+        validate: Option<ValidateFn>,
+        hook: HookFn,
+    ) -> Result<Mutations, Error> {
+        if let Some(v) = validate {
+            v(req)?;
+        }
+        hook(req)
+    }
+
+    /// A compile-time check that `config: T` names a config type.
+    pub fn assert_config<C: DeserializeOwned>() {}
 
     /// `podplug_alloc`: `len` writable bytes, or 0. Never freed: the host
     /// discards the instance after the call.

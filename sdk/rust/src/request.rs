@@ -1,66 +1,248 @@
-//! The typed HookRequest of docs/abi.md, with Kubernetes-shaped views of the
-//! Pod and the ModelServing. Field names are the Kubernetes JSON names; keys
-//! this SDK does not model are ignored and absent ones read as their default,
-//! so a newer host's requests still decode.
+//! The typed HookRequest of docs/abi.md (ABI v2), with Kubernetes-shaped
+//! views of the Pod, its role and the ModelServing.
+//!
+//! Decoding is lazy and zero-copy: the request is split into its top-level
+//! parts once, and each part (the Pod, the ModelServing, the role, the config)
+//! is deserialized (src/de.rs: serde over rmp's markers) the first time the plugin reads it, with its
+//! strings borrowed from the request bytes (`&'static str`: the request lives
+//! as long as the instance, which the host discards after the call). Keys this
+//! SDK does not model are skipped without being decoded; absent ones and nil
+//! read as their default, so a newer host's requests still decode.
 
+use std::cell::RefCell;
 use std::fmt;
 
+use once_cell::unsync::OnceCell;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
-use crate::de::{self, ConfigError};
+use crate::config::{self, ConfigError};
 use crate::value::{Map, Value};
+use crate::wire;
+
+/// A request string, borrowed from the request bytes.
+pub type Str = &'static str;
+
+/// `T` from a value that may be nil (Kubernetes JSON's `null`): nil reads as
+/// `T::default()`, as an absent key does.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+thread_local! {
+    /// The first part of this call's request that did not decode, from a
+    /// [`Lazy`] view deep inside it (the views do not point back at their
+    /// request). Reset by each `HookRequest::from_msgpack`.
+    static PROBLEM: RefCell<Option<String>> = RefCell::new(None);
+}
+
+fn record_problem(what: &str, e: &dyn fmt::Display) {
+    PROBLEM.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_none() {
+            *p = Some(format!("{}: {}", what, e));
+        }
+    });
+}
+
+/// A field of a view that is decoded when first read (`pod.spec()`,
+/// `pod.status()`): a plugin that reads only a Pod's metadata does not pay
+/// for its spec. Deserializes only from the SDK's own decoder.
+pub struct Lazy<T> {
+    what: &'static str,
+    raw: &'static [u8],
+    value: OnceCell<T>,
+}
+
+impl<T: Deserialize<'static> + Default> Lazy<T> {
+    fn new(what: &'static str, raw: &'static [u8]) -> Self {
+        Lazy { what, raw, value: OnceCell::new() }
+    }
+
+    /// The value, decoded now if it was not yet; one that does not decode
+    /// reads as its default and is the call's error.
+    pub fn get(&self) -> &T {
+        self.value.get_or_init(|| match wire::decode::<Option<T>>(self.raw) {
+            Ok(v) => v.unwrap_or_default(),
+            Err(e) => {
+                record_problem(self.what, &e);
+                T::default()
+            }
+        })
+    }
+}
+
+impl<T: Deserialize<'static> + Default> Default for Lazy<T> {
+    fn default() -> Self {
+        Lazy::new("", EMPTY_MAP)
+    }
+}
+
+impl<T: Clone> Clone for Lazy<T> {
+    fn clone(&self) -> Self {
+        Lazy { what: self.what, raw: self.raw, value: self.value.clone() }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Lazy<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.value.get() {
+            Some(v) => v.fmt(f),
+            None => write!(f, "<{} bytes, not decoded>", self.raw.len()),
+        }
+    }
+}
+
+/// `Lazy<T>` named for its error messages (`pod.spec: ...`).
+macro_rules! lazy_field {
+    ($name:ident, $what:expr) => {
+        fn $name<'de, D: Deserializer<'de>, T: Deserialize<'static> + Default>(d: D) -> Result<Lazy<T>, D::Error>
+        where
+            'de: 'static,
+        {
+            struct RawVisitor;
+            impl<'de> serde::de::Visitor<'de> for RawVisitor {
+                type Value = &'de [u8];
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a value")
+                }
+                fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<&'de [u8], E> {
+                    Ok(v)
+                }
+            }
+            let raw = d.deserialize_newtype_struct(crate::de::RAW, RawVisitor)?;
+            Ok(Lazy::new($what, raw))
+        }
+    };
+}
+lazy_field!(lazy_pod_spec, "pod.spec");
+lazy_field!(lazy_pod_status, "pod.status");
+
+/// A part of the request, decoded on first use.
+struct Part<T> {
+    raw: &'static [u8],
+    value: OnceCell<T>,
+}
+
+impl<T> Part<T> {
+    fn new(raw: &'static [u8]) -> Self {
+        Part { raw, value: OnceCell::new() }
+    }
+}
+
+const EMPTY_MAP: &[u8] = &[0x80];
 
 /// What the host sends to every hook.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
 pub struct HookRequest {
-    /// ABI version of the request (1).
-    pub abi: u32,
-    /// `create`, `ready` or `validate_config`.
-    pub hook: String,
-    pub plugin: PluginEntry,
-    pub model_serving: ModelServing,
-    /// Serving group name (e.g. `llama-0`).
-    pub serving_group: String,
-    pub role_name: String,
-    #[serde(rename = "roleID")]
-    pub role_id: String,
-    /// Whether the Pod is its role's entry Pod (not a worker).
-    pub is_entry: bool,
-    /// For `create` the Pod about to be created; for `ready` the live Pod.
-    pub pod: Pod,
+    abi: u32,
+    hook: Str,
+    plugin_name: Str,
+    serving_group: Str,
+    role_name: Str,
+    role_id: Str,
+    is_entry: bool,
+    config: Part<Value>,
+    model_serving: Part<ModelServing>,
+    role: Part<Value>,
+    pod: Part<Pod>,
+    /// The first part that did not decode; the hook's answer becomes
+    /// `{error: "invalid request: ..."}` whatever it returned.
+    problem: RefCell<Option<String>>,
 }
 
-/// The plugin entry of `spec.plugins` this call is for.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default)]
-pub struct PluginEntry {
-    pub name: String,
-    /// The entry's config as sent (an empty map when the entry has none).
-    pub config: Value,
-}
-
-impl Default for PluginEntry {
-    fn default() -> Self {
-        PluginEntry { name: String::new(), config: Value::Map(Map::new()) }
+impl fmt::Debug for HookRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HookRequest").field("hook", &self.hook).field("plugin", &self.plugin_name).finish()
     }
+}
+
+fn scalar<T: Deserialize<'static> + Default>(key: &str, raw: &'static [u8]) -> Result<T, RequestError> {
+    wire::decode::<Option<T>>(raw)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| RequestError(format!("{}: {}", key, e)))
 }
 
 impl HookRequest {
-    /// Decodes a MessagePack request as the host sends it.
-    pub fn from_msgpack(bytes: &[u8]) -> Result<HookRequest, RequestError> {
-        let value = Value::from_msgpack(bytes).map_err(|e| RequestError(e.to_string()))?;
-        HookRequest::from_value(value)
+    /// Splits a MessagePack request as the host sends it; the parts are
+    /// decoded when first read. The bytes must outlive the request: in wasm
+    /// they are the request the host wrote, alive until the instance goes.
+    pub fn from_msgpack(bytes: &'static [u8]) -> Result<HookRequest, RequestError> {
+        PROBLEM.with(|p| *p.borrow_mut() = None);
+        let entries = wire::entries(bytes).map_err(|e| RequestError(e.to_string()))?;
+        let mut req = HookRequest {
+            abi: 0,
+            hook: "",
+            plugin_name: "",
+            serving_group: "",
+            role_name: "",
+            role_id: "",
+            is_entry: false,
+            config: Part::new(EMPTY_MAP),
+            model_serving: Part::new(EMPTY_MAP),
+            role: Part::new(EMPTY_MAP),
+            pod: Part::new(EMPTY_MAP),
+            problem: RefCell::new(None),
+        };
+        for (key, raw) in entries {
+            match key {
+                "abi" => req.abi = scalar(key, raw)?,
+                "hook" => req.hook = scalar(key, raw)?,
+                "plugin" => {
+                    if raw == [0xc0] {
+                        continue;
+                    }
+                    let parts = wire::entries(raw).map_err(|e| RequestError(format!("plugin: {}", e)))?;
+                    for (k, v) in parts {
+                        match k {
+                            "name" => req.plugin_name = scalar("plugin.name", v)?,
+                            "config" if v != [0xc0] => req.config = Part::new(v),
+                            _ => {}
+                        }
+                    }
+                }
+                "servingGroup" => req.serving_group = scalar(key, raw)?,
+                "roleName" => req.role_name = scalar(key, raw)?,
+                "roleID" => req.role_id = scalar(key, raw)?,
+                "isEntry" => req.is_entry = scalar(key, raw)?,
+                "modelServing" => req.model_serving = Part::new(raw),
+                "role" => req.role = Part::new(raw),
+                "pod" => req.pod = Part::new(raw),
+                _ => {} // a newer host's key: ignored, never decoded
+            }
+        }
+        Ok(req)
     }
 
-    /// Reads a request from an already decoded value.
-    pub fn from_value(value: Value) -> Result<HookRequest, RequestError> {
-        de::from_request_value(value).map_err(|e| RequestError(e.to_string()))
+    /// A part, decoded now if it was not yet; a part that does not decode
+    /// reads as its default and is reported as the call's error.
+    fn part<'a, T: Deserialize<'static> + Default>(&'a self, what: &str, part: &'a Part<T>) -> &'a T {
+        part.value.get_or_init(|| match wire::decode::<Option<T>>(part.raw) {
+            Ok(v) => v.unwrap_or_default(),
+            Err(e) => {
+                let mut problem = self.problem.borrow_mut();
+                if problem.is_none() {
+                    *problem = Some(format!("{}: {}", what, e));
+                }
+                T::default()
+            }
+        })
+    }
+
+    /// Why a part of this request did not decode, if one did not.
+    pub fn problem(&self) -> Option<RequestError> {
+        if let Some(p) = self.problem.borrow().as_ref() {
+            return Some(RequestError(p.clone()));
+        }
+        PROBLEM.with(|p| p.borrow().as_ref().map(|p| RequestError(p.clone())))
+    }
+
+    /// ABI version of the request (2; 1 from a host older than this SDK).
+    pub fn abi(&self) -> u32 {
+        self.abi
     }
 
     pub fn hook(&self) -> &str {
-        &self.hook
+        self.hook
     }
 
     pub fn is_create(&self) -> bool {
@@ -73,49 +255,61 @@ impl HookRequest {
 
     /// The plugin entry's name in `spec.plugins`.
     pub fn plugin_name(&self) -> &str {
-        &self.plugin.name
+        self.plugin_name
     }
 
     /// The plugin's config read into your type. Errors name the field:
     /// `field gpuCount: invalid type: string "8", expected u32`. Add
     /// `#[serde(deny_unknown_fields)]` to your type to refuse unknown keys.
+    /// With `config: T` in `plugin!` the hooks receive it decoded once.
     pub fn config<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        de::from_value(self.plugin.config.clone())
+        config::from_msgpack(self.config.raw)
     }
 
     /// The config as sent, for plugins that read it by hand.
     pub fn config_value(&self) -> &Value {
-        &self.plugin.config
+        self.config.value.get_or_init(|| crate::de::from_slice(self.config.raw).unwrap_or_else(|_| Value::map()))
     }
 
+    /// For `create` the Pod about to be created (as left by the plugins
+    /// before this one); for `ready` the live Pod.
     pub fn pod(&self) -> &Pod {
-        &self.pod
+        self.part("pod", &self.pod)
     }
 
+    /// The ModelServing the Pod belongs to; in ABI v2 its roles come
+    /// without their Pod templates (the Pod is its role's template rendered).
     pub fn model_serving(&self) -> &ModelServing {
-        &self.model_serving
+        self.part("modelServing", &self.model_serving)
     }
 
+    /// Serving group name (e.g. `llama-0`).
     pub fn serving_group(&self) -> &str {
-        &self.serving_group
+        self.serving_group
     }
 
     pub fn role_name(&self) -> &str {
-        &self.role_name
+        self.role_name
     }
 
     pub fn role_id(&self) -> &str {
-        &self.role_id
+        self.role_id
     }
 
+    /// Whether the Pod is its role's entry Pod (not a worker).
     pub fn is_entry(&self) -> bool {
         self.is_entry
     }
 
-    /// The role of the ModelServing this Pod belongs to (`spec.template.roles[]`
-    /// with this request's `roleName`).
+    /// This Pod's role (`spec.template.roles[]` named `roleName`, without
+    /// its templates): the request's `role` (v2), else looked up in the
+    /// ModelServing (v1 hosts). `None` when the ModelServing has no such role.
     pub fn role(&self) -> Option<&Value> {
-        self.model_serving.role(&self.role_name)
+        let role = self.part("role", &self.role);
+        match role.as_map() {
+            Some(m) if !m.is_empty() => Some(role),
+            _ => self.model_serving().role(self.role_name),
+        }
     }
 }
 
@@ -134,15 +328,23 @@ impl std::error::Error for RequestError {}
 
 /// `metadata` of a Kubernetes object.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'static"))]
 pub struct ObjectMeta {
-    pub name: String,
-    pub generate_name: String,
-    pub namespace: String,
-    pub uid: String,
+    #[serde(deserialize_with = "nullable")]
+    pub name: Str,
+    #[serde(deserialize_with = "nullable")]
+    pub generate_name: Str,
+    #[serde(deserialize_with = "nullable")]
+    pub namespace: Str,
+    #[serde(deserialize_with = "nullable")]
+    pub uid: Str,
+    #[serde(deserialize_with = "nullable")]
     pub generation: i64,
+    #[serde(deserialize_with = "nullable")]
     pub labels: StringMap,
+    #[serde(deserialize_with = "nullable")]
     pub annotations: StringMap,
+    #[serde(deserialize_with = "nullable")]
     pub owner_references: Vec<Value>,
 }
 
@@ -158,8 +360,9 @@ impl ObjectMeta {
 
 /// The ModelServing the Pod belongs to: typed metadata, the spec as sent.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'static"))]
 pub struct ModelServing {
+    #[serde(deserialize_with = "nullable")]
     pub metadata: ObjectMeta,
     /// The whole ModelServing spec (Kthena `workload.serving.volcano.sh/v1alpha1`).
     pub spec: Value,
@@ -202,17 +405,33 @@ impl ModelServing {
 
 /// A Pod (`v1`).
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'static"))]
 pub struct Pod {
-    pub api_version: String,
-    pub kind: String,
+    #[serde(deserialize_with = "nullable")]
+    pub api_version: Str,
+    #[serde(deserialize_with = "nullable")]
+    pub kind: Str,
+    #[serde(deserialize_with = "nullable")]
     pub metadata: ObjectMeta,
-    pub spec: PodSpec,
-    /// Present on the ready hook's live Pod.
-    pub status: PodStatus,
+    /// Decoded when first read: [`Pod::spec`].
+    #[serde(deserialize_with = "lazy_pod_spec")]
+    spec: Lazy<PodSpec>,
+    /// Present on the ready hook's live Pod; decoded when first read: [`Pod::status`].
+    #[serde(deserialize_with = "lazy_pod_status")]
+    status: Lazy<PodStatus>,
 }
 
 impl Pod {
+    /// `spec`, decoded the first time it is read.
+    pub fn spec(&self) -> &PodSpec {
+        self.spec.get()
+    }
+
+    /// `status` (the ready hook's live Pod), decoded the first time it is read.
+    pub fn status(&self) -> &PodStatus {
+        self.status.get()
+    }
+
     pub fn name(&self) -> &str {
         &self.metadata.name
     }
@@ -231,35 +450,35 @@ impl Pod {
 
     /// `spec.containers` (never the init containers).
     pub fn containers(&self) -> &[Container] {
-        &self.spec.containers
+        &self.spec().containers
     }
 
     /// The container of `spec.containers` named `name`.
     pub fn container(&self, name: &str) -> Option<&Container> {
-        self.spec.containers.iter().find(|c| c.name == name)
+        self.spec().containers.iter().find(|c| c.name == name)
     }
 
     /// The first container: by Kthena's convention the serving container.
     pub fn main_container(&self) -> Option<&Container> {
-        self.spec.containers.first()
+        self.spec().containers.first()
     }
 
     pub fn init_container(&self, name: &str) -> Option<&Container> {
-        self.spec.init_containers.iter().find(|c| c.name == name)
+        self.spec().init_containers.iter().find(|c| c.name == name)
     }
 
     pub fn volume(&self, name: &str) -> Option<&Volume> {
-        self.spec.volumes.iter().find(|v| v.name == name)
+        self.spec().volumes.iter().find(|v| v.name == name)
     }
 
     pub fn node_selector(&self, key: &str) -> Option<&str> {
-        self.spec.node_selector.get(key).map(String::as_str)
+        self.spec().node_selector.get(key).map(String::as_str)
     }
 
     /// Whether one of the Pod's tolerations covers every taint `key:effect`,
     /// whatever its value (see [`Toleration::tolerates`]).
     pub fn tolerates(&self, key: &str, effect: &str) -> bool {
-        self.spec.tolerations.iter().any(|t| t.tolerates(key, effect))
+        self.spec().tolerations.iter().any(|t| t.tolerates(key, effect))
     }
 
     /// The containers a plugin acts on: with `names`, those of
@@ -272,10 +491,10 @@ impl Pod {
         let all = self.containers();
         let picked: Vec<&Container> = match names {
             None => all.iter().take(1).collect(),
-            Some(names) => all.iter().filter(|c| names.contains(&c.name)).collect(),
+            Some(names) => all.iter().filter(|c| names.iter().any(|n| n == c.name)).collect(),
         };
         if picked.is_empty() {
-            let have: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
+            let have: Vec<&str> = all.iter().map(|c| c.name).collect();
             return Err(match names {
                 None => crate::Error::new(format!("Pod {} has no containers", self.name())),
                 Some(names) => crate::Error::new(format!(
@@ -291,60 +510,81 @@ impl Pod {
 
     /// Whether the Pod's `Ready` condition is `True` (ready hook).
     pub fn is_ready(&self) -> bool {
-        self.status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+        self.status().conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
     }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'static"))]
 pub struct PodSpec {
+    #[serde(deserialize_with = "nullable")]
     pub containers: Vec<Container>,
+    #[serde(deserialize_with = "nullable")]
     pub init_containers: Vec<Container>,
+    #[serde(deserialize_with = "nullable")]
     pub volumes: Vec<Volume>,
+    #[serde(deserialize_with = "nullable")]
     pub node_selector: StringMap,
+    #[serde(deserialize_with = "nullable")]
     pub tolerations: Vec<Toleration>,
     /// `spec.affinity` as sent.
     pub affinity: Value,
-    pub runtime_class_name: Option<String>,
-    pub scheduler_name: Option<String>,
-    pub priority_class_name: Option<String>,
-    pub service_account_name: Option<String>,
-    pub hostname: Option<String>,
-    pub subdomain: Option<String>,
+    pub runtime_class_name: Option<Str>,
+    pub scheduler_name: Option<Str>,
+    pub priority_class_name: Option<Str>,
+    pub service_account_name: Option<Str>,
+    pub hostname: Option<Str>,
+    pub subdomain: Option<Str>,
+    #[serde(deserialize_with = "nullable")]
     pub host_network: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'static"))]
 pub struct PodStatus {
-    pub phase: String,
+    #[serde(deserialize_with = "nullable")]
+    pub phase: Str,
     #[serde(rename = "podIP")]
-    pub pod_ip: String,
+    #[serde(deserialize_with = "nullable")]
+    pub pod_ip: Str,
     #[serde(rename = "hostIP")]
-    pub host_ip: String,
+    #[serde(deserialize_with = "nullable")]
+    pub host_ip: Str,
+    #[serde(deserialize_with = "nullable")]
     pub conditions: Vec<PodCondition>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'static"))]
 pub struct PodCondition {
     #[serde(rename = "type")]
-    pub type_: String,
-    pub status: String,
+    #[serde(deserialize_with = "nullable")]
+    pub type_: Str,
+    #[serde(deserialize_with = "nullable")]
+    pub status: Str,
 }
 
 /// A container of `spec.containers` or `spec.initContainers`.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'static"))]
 pub struct Container {
-    pub name: String,
-    pub image: String,
-    pub command: Vec<String>,
-    pub args: Vec<String>,
-    pub working_dir: String,
+    #[serde(deserialize_with = "nullable")]
+    pub name: Str,
+    #[serde(deserialize_with = "nullable")]
+    pub image: Str,
+    #[serde(deserialize_with = "nullable")]
+    pub command: Vec<Str>,
+    #[serde(deserialize_with = "nullable")]
+    pub args: Vec<Str>,
+    #[serde(deserialize_with = "nullable")]
+    pub working_dir: Str,
+    #[serde(deserialize_with = "nullable")]
     pub env: Vec<EnvVar>,
+    #[serde(deserialize_with = "nullable")]
     pub resources: ResourceRequirements,
+    #[serde(deserialize_with = "nullable")]
     pub volume_mounts: Vec<VolumeMount>,
+    #[serde(deserialize_with = "nullable")]
     pub ports: Vec<ContainerPort>,
     /// `securityContext` as sent.
     pub security_context: Value,
@@ -353,7 +593,7 @@ pub struct Container {
 impl Container {
     /// The literal value of env var `name` (`None` when absent or `valueFrom`).
     pub fn env(&self, name: &str) -> Option<&str> {
-        self.env_var(name).and_then(|e| e.value.as_deref())
+        self.env_var(name).and_then(|e| e.value)
     }
 
     pub fn env_var(&self, name: &str) -> Option<&EnvVar> {
@@ -385,41 +625,48 @@ impl Container {
     }
 
     pub fn port(&self, name: &str) -> Option<&ContainerPort> {
-        self.ports.iter().find(|p| p.name.as_deref() == Some(name))
+        self.ports.iter().find(|p| p.name == Some(name))
     }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'static"))]
 pub struct EnvVar {
-    pub name: String,
-    pub value: Option<String>,
+    #[serde(deserialize_with = "nullable")]
+    pub name: Str,
+    pub value: Option<Str>,
     /// `valueFrom` as sent (`{fieldRef: ...}`, `{resourceFieldRef: ...}`, ...).
     pub value_from: Option<Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, bound(deserialize = "'de: 'static"))]
 pub struct ResourceRequirements {
+    #[serde(deserialize_with = "nullable")]
     pub limits: StringMap<Quantity>,
+    #[serde(deserialize_with = "nullable")]
     pub requests: StringMap<Quantity>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'static"))]
 pub struct VolumeMount {
-    pub name: String,
-    pub mount_path: String,
+    #[serde(deserialize_with = "nullable")]
+    pub name: Str,
+    #[serde(deserialize_with = "nullable")]
+    pub mount_path: Str,
+    #[serde(deserialize_with = "nullable")]
     pub read_only: bool,
-    pub sub_path: Option<String>,
+    pub sub_path: Option<Str>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", bound(deserialize = "'de: 'static"))]
 pub struct ContainerPort {
-    pub name: Option<String>,
+    pub name: Option<Str>,
+    #[serde(deserialize_with = "nullable")]
     pub container_port: i32,
-    pub protocol: Option<String>,
+    pub protocol: Option<Str>,
 }
 
 /// A Pod volume: its name, and the whole object as sent (the source kinds

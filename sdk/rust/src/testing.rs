@@ -48,7 +48,7 @@ pub struct Request {
 impl Request {
     fn new(hook: &str) -> Self {
         let mut fields = Map::new();
-        fields.push("abi", 1);
+        fields.push("abi", crate::ABI_VERSION);
         fields.push("hook", hook);
         fields.push("plugin", crate::map! { "name" => "test", "config" => crate::map! {} });
         Request { fields }
@@ -102,6 +102,17 @@ impl Request {
         self.model_serving(json(text))
     }
 
+    /// The Pod's role (`role`, ABI v2): its entry of `spec.template.roles`
+    /// without templates.
+    pub fn role_spec(mut self, role: impl Into<Value>) -> Self {
+        self.fields.insert("role", role.into());
+        self
+    }
+
+    pub fn role_spec_json(self, text: &str) -> Self {
+        self.role_spec(json(text))
+    }
+
     pub fn serving_group(mut self, group: &str) -> Self {
         self.fields.insert("servingGroup", group);
         self
@@ -140,9 +151,22 @@ impl Request {
     }
 
     /// The typed request; panics if it does not decode (a broken fixture).
+    /// Its bytes are kept for the rest of the test process (the request's
+    /// views borrow from them, as they do from the host's bytes in wasm).
     pub fn build(&self) -> HookRequest {
-        HookRequest::from_value(self.to_value()).unwrap_or_else(|e| panic!("{}", e))
+        let bytes: &'static [u8] = Box::leak(self.to_msgpack().into_boxed_slice());
+        let req = HookRequest::from_msgpack(bytes).unwrap_or_else(|e| panic!("{}", e));
+        let _ = (req.pod(), req.model_serving(), req.role());
+        if let Some(e) = req.problem() {
+            panic!("{}", e);
+        }
+        req
     }
+}
+
+/// A Pod from its Kubernetes JSON, decoded as a request's `pod` is.
+pub fn pod_json(text: &str) -> crate::Pod {
+    Request::create().pod_json(text).build().pod().clone()
 }
 
 /// Asserts the ops equal `expected_json` (a JSON array of op objects), key

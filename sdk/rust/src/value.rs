@@ -1,7 +1,8 @@
 //! A MessagePack value that keeps map keys in the order they were built or
 //! decoded: objects a plugin passes through (a volume, a toleration, a
 //! container) must reach the host in that order (docs/abi.md, canonical
-//! encoding), which a `BTreeMap`/`HashMap` would not give.
+//! encoding), which a `BTreeMap`/`HashMap` would not give. It is a serde
+//! type: src/de.rs reads it, rmp-serde writes it; this file only models it.
 
 use std::fmt;
 
@@ -225,13 +226,17 @@ impl Value {
 
     /// Decodes one MessagePack value; trailing bytes are an error.
     pub fn from_msgpack(bytes: &[u8]) -> Result<Value, crate::DecodeError> {
-        crate::msgpack::decode(bytes)
+        let end = crate::wire::skip(bytes, 0)?;
+        if end != bytes.len() {
+            return Err(crate::DecodeError { offset: end, reason: "trailing bytes after the value".into() });
+        }
+        crate::de::from_slice(bytes).map_err(|e| crate::DecodeError { offset: 0, reason: e.to_string() })
     }
 
     /// The canonical MessagePack encoding (smallest headers, keys in order).
     pub fn to_msgpack(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        crate::msgpack::encode(self, &mut out);
+        crate::wire::encode(self, &mut out);
         out
     }
 }
@@ -381,13 +386,7 @@ impl Serialize for Value {
                 }
                 seq.end()
             }
-            Value::Map(m) => {
-                let mut map = s.serialize_map(Some(m.len()))?;
-                for (k, v) in m.iter() {
-                    map.serialize_entry(k, v)?;
-                }
-                map.end()
-            }
+            Value::Map(m) => m.serialize(s),
         }
     }
 }
@@ -505,5 +504,52 @@ mod tests {
         assert_eq!(Value::from(u64::MAX), Value::UInt(u64::MAX));
         assert_eq!(Value::from(5u64), Value::Int(5));
         assert_eq!(Value::UInt(u64::MAX).as_i64(), None);
+    }
+}
+
+impl Serialize for Map {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// Converts `value` with its `Serialize` impl (through its MessagePack
+/// encoding). `None` fields become nil; add
+/// `#[serde(skip_serializing_if = "Option::is_none")]` to omit them.
+///
+/// ```
+/// #[derive(serde::Serialize)]
+/// #[serde(rename_all = "camelCase")]
+/// struct Mount { name: &'static str, mount_path: &'static str, read_only: bool }
+///
+/// let v = podplug_sdk::to_value(&Mount { name: "models", mount_path: "/models", read_only: true }).unwrap();
+/// assert_eq!(v, podplug_sdk::map! { "name" => "models", "mountPath" => "/models", "readOnly" => true });
+/// ```
+pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, SerializeError> {
+    let mut bytes = Vec::new();
+    let mut ser = rmp_serde::Serializer::new(&mut bytes).with_struct_map();
+    value.serialize(&mut ser).map_err(|e| SerializeError(e.to_string()))?;
+    Value::from_msgpack(&bytes).map_err(|e| SerializeError(e.reason))
+}
+
+/// A value `to_value` cannot represent (a map with non-string keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerializeError(String);
+
+impl fmt::Display for SerializeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SerializeError {}
+
+impl From<SerializeError> for crate::Error {
+    fn from(e: SerializeError) -> Self {
+        crate::Error::new(e.0)
     }
 }

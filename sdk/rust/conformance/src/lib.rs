@@ -69,9 +69,9 @@ fn echo(req: &HookRequest, m: &mut Mutations) {
     let ms = req.model_serving();
     let pod = req.pod();
     let first = pod.main_container();
-    let containers: Vec<&str> = pod.containers().iter().map(|c| c.name.as_str()).collect();
+    let containers: Vec<&str> = pod.containers().iter().map(|c| c.name).collect();
     let env: Vec<String> = first
-        .map(|c| c.env.iter().filter_map(|e| e.value.as_ref().map(|v| format!("{}={}", e.name, v))).collect())
+        .map(|c| c.env.iter().filter_map(|e| e.value.map(|v| format!("{}={}", e.name, v))).collect())
         .unwrap_or_default();
     let gpu = first.and_then(|c| c.limit("nvidia.com/gpu")).map_or("none", |q| q.as_str());
     let pairs: [(&str, &str); 13] = [

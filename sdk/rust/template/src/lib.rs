@@ -21,8 +21,7 @@ struct Config {
     container: Option<String>,
 }
 
-fn create(req: &HookRequest) -> Result<Mutations, Error> {
-    let config: Config = req.config()?;
+fn create(req: &HookRequest, config: &Config) -> Result<Mutations, Error> {
     let pod = req.pod();
     let container = match &config.container {
         Some(name) => match pod.container(name) {
@@ -40,7 +39,7 @@ fn create(req: &HookRequest) -> Result<Mutations, Error> {
         m.add_memory_empty_dir("dshm", config.size_limit.as_deref());
     }
     if container.volume_mount("/dev/shm").is_none() {
-        m.mount_volume_in(container.name.as_str(), "dshm", "/dev/shm");
+        m.mount_volume_in(container.name, "dshm", "/dev/shm");
     }
     if req.is_entry() {
         m.set_label("example.com/role", req.role_name());

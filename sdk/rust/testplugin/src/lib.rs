@@ -24,8 +24,7 @@ enum Action {
     Error,
 }
 
-fn create(req: &HookRequest) -> Result<Mutations, Error> {
-    let config: Config = req.config()?;
+fn create(req: &HookRequest, config: &Config) -> Result<Mutations, Error> {
     let mut m = Mutations::new();
     match config.action {
         Action::Ok => {}
@@ -44,8 +43,7 @@ fn create(req: &HookRequest) -> Result<Mutations, Error> {
     Ok(m)
 }
 
-fn validate(req: &HookRequest) -> Result<(), Error> {
-    let config: Config = req.config()?;
+fn validate(_req: &HookRequest, config: &Config) -> Result<(), Error> {
     if config.gpus == Some(0) {
         bail!("field gpus: must be at least 1");
     }
