@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parent.parent
-VERSIONS = _ROOT / "hack" / "controlplane" / "versions.env"
+# hack/controlplane/ in a checkout, podplug/controlplane/ in a wheel: the same
+# build.sh and versions.env either way.
+BUILD_DIR = Path(str(importlib.resources.files("podplug.controlplane")))
+VERSIONS = BUILD_DIR / "versions.env"
 
 
 class BinariesMissing(RuntimeError):

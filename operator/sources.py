@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.resources
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -140,9 +141,9 @@ def _from_configmap(
 
 
 def shipped_plugins_dir() -> Path | None:
-    """plugins-wasm/ of this checkout: the modules podplug ships (BuiltIn names,
-    accelerator defaults)."""
-    here = Path(__file__).resolve().parent.parent / "plugins-wasm"
+    """The modules podplug ships (BuiltIn names, accelerator defaults): package
+    data ``podplug.plugins``, which is plugins-wasm/ in a checkout."""
+    here = Path(str(importlib.resources.files("podplug.plugins")))
     return here if here.is_dir() else None
 
 
