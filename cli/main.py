@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 # Verbs, in the order `podplug --help` lists them, and their modules where the
 # name differs (`test` and `operator` would read as pytest and stdlib names).
-_VERBS = ("new", "build", "run", "test", "inspect", "render", "operator", "dev-cluster")
+_VERBS = ("new", "build", "run", "test", "inspect", "render", "push", "pull", "operator",
+          "dev-cluster")
 _MODULES = {"new": "scaffold", "build": "scaffold", "test": "cases", "operator": "operator_cmd",
-            "dev-cluster": "dev_cluster"}
+            "dev-cluster": "dev_cluster", "push": "registry", "pull": "registry"}
 
 EXIT_PLUGIN_ERROR = 1
 EXIT_USAGE = 2

@@ -11,7 +11,13 @@ from typing import Any
 
 from podplug.operator.policy import Policy
 from podplug.operator.revision import PluginDigest
-from podplug.operator.sources import ConfigMapReader, PluginDirectory, SourceError, resolve
+from podplug.operator.sources import (
+    ConfigMapReader,
+    OciModules,
+    PluginDirectory,
+    SourceError,
+    resolve,
+)
 from podplug.operator.spec import ModelServing
 from podplug.operator.status import PluginFailure
 from podplug.runtime import (
@@ -55,11 +61,13 @@ def model_serving_view(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 class Chains:
     def __init__(self, engine: Engine, directory: PluginDirectory, policy: Policy,
-                 read_configmap: ConfigMapReader) -> None:
+                 read_configmap: ConfigMapReader, registries: OciModules | None = None) -> None:
         self.engine = engine
         self.directory = directory
         self.policy = policy
         self.read_configmap = read_configmap
+        #: modules from OCI registries, as the policy's oci section allows
+        self.registries = registries if registries is not None else OciModules(policy.oci)
         self._cache: OrderedDict[tuple[Any, ...], ResolvedChain] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -69,7 +77,7 @@ class Chains:
         for entry in ms.spec.plugins:
             try:
                 sources.append(resolve(entry, ms.namespace, self.directory, self.policy,
-                                       self.read_configmap))
+                                       self.read_configmap, self.registries))
             except SourceError as e:
                 raise ChainUnavailable(PluginFailure(e.plugin, "load", e.message,
                                                      e.reason)) from e

@@ -13,8 +13,17 @@ namespacePlugins:
 grants:                      # gated mutation kinds, by module identity
   plugins:                   # modules from the operator's plugin directory, by name
     huawei-ascend-defaults: [hostPath]
-  digests:                   # namespace modules, by sha256 (a name there is the user's to choose)
+  digests:                   # namespace and OCI modules, by sha256 (a name there is the user's)
     "<sha256>": [sidecars]
+oci:                         # modules from OCI registries (spec.plugins[].module.oci)
+  registries:                # the allow-list: a reference must start with one of these
+    - prefix: registry.example.com/team-a/
+      keys: [team-a]         # ...and be signed (cosign) by one of these keys
+  keys:                      # public keys by name, PEM (cosign.pub)
+    team-a: "-----BEGIN PUBLIC KEY-----..."
+  requireSignature: true     # false: an allowed registry is enough (not recommended)
+  caFile: /etc/podplug/oci/ca.crt          # extra CA bundle for registries (default: system)
+  credentials: /etc/podplug/oci/config.json  # docker config.json (a dockerconfigjson Secret)
 ```
 
 Grants are keyed by what the cluster admin controls: the name of a module in
@@ -24,6 +33,7 @@ entry's name in a ModelServing, which its author picks.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from podplug.oci import PublicKey, Reference
 from podplug.runtime import Limits, parse_duration, parse_size
 from podplug.runtime.mutations import GATES
 
@@ -40,12 +51,43 @@ class PolicyError(ValueError):
 
 
 @dataclass(frozen=True)
+class OciRegistry:
+    """One allow-list entry: references under ``prefix``, signed by one of ``keys``."""
+
+    prefix: str
+    keys: tuple[PublicKey, ...] = ()
+
+    def matches(self, ref: Reference) -> bool:
+        base = self.prefix.rstrip("/")
+        return ref.name == base or ref.name.startswith(base + "/")
+
+
+@dataclass(frozen=True)
+class OciPolicy:
+    """Which registries modules may come from and whose signatures they need.
+    Empty (the default): no module may come from a registry."""
+
+    registries: tuple[OciRegistry, ...] = ()
+    require_signature: bool = True
+    #: an extra CA bundle (PEM) for the registries' TLS; None: the system's
+    ca_file: str | None = None
+    #: a docker config.json with the registries' credentials; None: anonymous
+    credentials: str | None = None
+
+    def registry_for(self, ref: Reference) -> OciRegistry | None:
+        """The most specific entry allowing ``ref``, or None."""
+        hits = [r for r in self.registries if r.matches(ref)]
+        return max(hits, key=lambda r: len(r.prefix.rstrip("/")), default=None)
+
+
+@dataclass(frozen=True)
 class Policy:
     limits: Limits = Limits()
     namespace_plugins_allowed: bool = False
     require_sha256: bool = True
     plugin_grants: Mapping[str, frozenset[str]] = field(default_factory=dict)
     digest_grants: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    oci: OciPolicy = field(default_factory=lambda: OciPolicy())
 
     def grants_for(self, *, directory_name: str | None, digest: str) -> frozenset[str]:
         by_name = self.plugin_grants.get(directory_name, frozenset()) if directory_name else (
@@ -66,7 +108,7 @@ class Policy:
     def from_dict(cls, raw: Any, where: str = "policy") -> Policy:
         if not isinstance(raw, dict):
             raise PolicyError(f"{where}: expected a map")
-        _only(raw, {"limits", "namespacePlugins", "grants"}, where)
+        _only(raw, {"limits", "namespacePlugins", "grants", "oci"}, where)
         base = Limits()
         lim = raw.get("limits") or {}
         _only(lim, {"fuel", "memory", "timeout"}, f"{where}: limits")
@@ -88,6 +130,7 @@ class Policy:
             require_sha256=_bool(ns, "requireSha256", True, where),
             plugin_grants=_grants(grants.get("plugins") or {}, f"{where}: grants.plugins"),
             digest_grants=_grants(grants.get("digests") or {}, f"{where}: grants.digests"),
+            oci=_oci(raw.get("oci") or {}, f"{where}: oci"),
         )
 
 
@@ -115,3 +158,50 @@ def _grants(raw: Any, where: str) -> dict[str, frozenset[str]]:
             raise PolicyError(f"{where}.{name}: expected a list of {', '.join(GATES)}")
         out[str(name)] = frozenset(gates)
     return out
+
+
+def _oci(raw: Any, where: str) -> OciPolicy:
+    _only(raw, {"registries", "keys", "requireSignature", "caFile", "credentials"}, where)
+    keys_raw = raw.get("keys") or {}
+    if not isinstance(keys_raw, dict):
+        raise PolicyError(f"{where}.keys: expected a map of name to a PEM public key")
+    keys = {}
+    for name, pem in keys_raw.items():
+        try:
+            keys[str(name)] = PublicKey(str(name), str(pem))
+        except ValueError as e:
+            raise PolicyError(f"{where}.keys.{name}: {e}") from None
+    require = raw.get("requireSignature", True)
+    if not isinstance(require, bool):
+        raise PolicyError(f"{where}.requireSignature must be true or false")
+    registries = []
+    entries = raw.get("registries") or []
+    if not isinstance(entries, list):
+        raise PolicyError(f"{where}.registries: expected a list of {{prefix, keys}}")
+    for i, entry in enumerate(entries):
+        here = f"{where}.registries[{i}]"
+        _only(entry, {"prefix", "keys"}, here)
+        prefix = entry.get("prefix")
+        if not isinstance(prefix, str) or not prefix.strip("/"):
+            raise PolicyError(f"{here}.prefix: expected registry[/path], e.g. "
+                              "registry.example.com/team-a/")
+        try:
+            Reference.parse(prefix.rstrip("/") + ("/x" if "/" not in prefix.rstrip("/") else ""))
+        except ValueError as e:
+            raise PolicyError(f"{here}.prefix: {e}") from None
+        names = entry.get("keys") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise PolicyError(f"{here}.keys: expected a list of key names")
+        unknown = [n for n in names if n not in keys]
+        if unknown:
+            raise PolicyError(f"{here}.keys: no key named {unknown[0]!r} in {where}.keys")
+        if require and not names:
+            raise PolicyError(f"{here}: requireSignature is on, so the entry needs keys")
+        registries.append(OciRegistry(prefix, tuple(keys[n] for n in names)))
+    files = {}
+    for key in ("caFile", "credentials"):
+        value = raw.get(key)
+        if value is not None and not (isinstance(value, str) and os.access(value, os.R_OK)):
+            raise PolicyError(f"{where}.{key}: {value!r} is not a readable file")
+        files[key] = value
+    return OciPolicy(tuple(registries), require, files["caFile"], files["credentials"])

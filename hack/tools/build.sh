@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds the Go tools the deploy and OCI tests run, from the Go module proxy,
+# at the versions in versions.env, and caches each by version:
+#   ${PODPLUG_CACHE_DIR:-~/.cache/podplug}/tools/<tool>-<version>/<tool>
+#
+#   hack/tools/build.sh              every tool (helm, registry, cosign)
+#   hack/tools/build.sh helm cosign  only these
+#
+# helm (helm.sh/helm/v3/cmd/helm), registry (CNCF distribution's
+# github.com/distribution/distribution/v3/cmd/registry) and cosign
+# (github.com/sigstore/cosign/v2/cmd/cosign) are each `go install pkg@version`:
+# the module's own go.mod and go.sum, exactly as released, nothing generated.
+# Only the command's package is built (-trimpath, stripped, CGO off), with the
+# version ldflags its release build sets, so `--version` reports it. A cached
+# tool that reports its version is not rebuilt (well under a second). Go's
+# module and build caches stay where Go keeps them. kubectl is built with the
+# control plane (hack/controlplane/build.sh), sharing its build cache.
+set -euo pipefail
+
+start=$SECONDS
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+PREFIX=tools
+export CGO_ENABLED=0 GOTOOLCHAIN=local
+# shellcheck source=../controlplane/gobuild.sh
+source "$HERE/../controlplane/gobuild.sh"
+
+case "${1:-}" in -h|--help) sed -n '2,17p' "$0"; exit 0 ;; esac
+tools=("$@")
+((${#tools[@]})) || tools=(helm registry cosign)
+
+# spec <tool>: package@version, the version to expect, the version command, ldflags.
+spec() {
+    case $1 in
+        helm) pkg=helm.sh/helm/v3/cmd/helm version=$HELM_VERSION check=(version --short)
+              ldflags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
+        registry) pkg=github.com/distribution/distribution/v3/cmd/registry version=$DISTRIBUTION_VERSION
+              check=(--version)
+              ldflags="-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION" ;;
+        cosign) pkg=github.com/sigstore/cosign/v2/cmd/cosign version=$COSIGN_VERSION check=(version)
+              ldflags="-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION" ;;
+        *) echo "tools: unknown tool $1 (helm, registry, cosign)" >&2; exit 2 ;;
+    esac
+}
+
+for tool in "${tools[@]}"; do spec "$tool"; done  # reject a typo before building anything
+find_go "${tools[*]}"
+for tool in "${tools[@]}"; do
+    spec "$tool"
+    CACHE=${PODPLUG_CACHE_DIR:-$HOME/.cache/podplug}/tools/$tool-$version
+    lock_cache
+    if reports "$CACHE/$tool" "$version" "${check[@]}"; then
+        step "$tool $version cached in $CACHE"
+        continue
+    fi
+    start_ticker
+    t0=$SECONDS
+    step "building $tool $version ($pkg; first run downloads its modules)"
+    gobin=$CACHE/.bin.tmp.$$
+    rm -rf "$gobin"
+    GOBIN=$gobin nice go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version"
+    mv "$gobin/$tool" "$CACHE/.$tool.tmp.$$"
+    rmdir "$gobin"
+    install_bin "$CACHE/.$tool.tmp.$$" "$tool" "$version" "${check[@]}"
+    kill "$ticker" 2>/dev/null || true
+    step "built $tool $version in $((SECONDS - t0))s: $(du -sh "$CACHE/$tool" | cut -f1)"
+done
