@@ -1,4 +1,5 @@
-"""Where `make controlplane` (hack/controlplane/build.sh) left the binaries."""
+"""Where `podplug dev-cluster build` (`make controlplane` in a checkout; both run
+hack/controlplane/build.sh) left the binaries."""
 
 from __future__ import annotations
 
@@ -38,12 +39,12 @@ def versions() -> dict[str, str]:
 
 def find() -> Binaries:
     v = versions()
-    cache = Path(os.environ.get("PODPLUG_CACHE_DIR") or Path.home() / ".cache" / "podplug")
+    cache = Path(os.environ.get("PODPLUG_CACHE_DIR") or os.path.expanduser("~/.cache/podplug"))
     d = cache / "controlplane" / v["K8S_VERSION"]
     b = Binaries(d / "kube-apiserver", d / "etcd", v["K8S_VERSION"], v["ETCD_VERSION"])
     missing = [p for p in (b.kube_apiserver, b.etcd) if not os.access(p, os.X_OK)]
     if missing:
         raise BinariesMissing(
-            f"{', '.join(map(str, missing))} not built: run `make controlplane` "
-            "(hack/controlplane/build.sh builds them from the Go module proxy)")
+            f"{', '.join(map(str, missing))} not built: run `podplug dev-cluster build` "
+            "(`make controlplane` in a checkout) to build them from the Go module proxy")
     return b

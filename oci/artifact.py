@@ -57,12 +57,13 @@ def wasm_layer(manifest: bytes, where: str) -> Layer:
     """The one Wasm layer of a manifest, or :class:`ArtifactInvalid` saying why not."""
     try:
         doc: Any = json.loads(manifest)
-        layers = doc["layers"]
-        assert isinstance(layers, list)
-    except (ValueError, KeyError, TypeError, AssertionError):
+    except ValueError:
+        doc = None
+    layers = doc.get("layers") if isinstance(doc, dict) else None
+    if not isinstance(layers, list):
         media = doc.get("mediaType") if isinstance(doc, dict) else None
         raise ArtifactInvalid(f"{where}: not an image manifest with layers"
-                              + (f" ({media})" if media else "")) from None
+                              + (f" ({media})" if media else ""))
     wasm = [x for x in layers if isinstance(x, dict) and x.get("mediaType") in WASM_LAYER_TYPES]
     if len(wasm) != 1:
         kinds = sorted({str(x.get("mediaType")) for x in layers if isinstance(x, dict)})

@@ -4,6 +4,8 @@ login and peering, the Controller does the work."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -96,11 +98,19 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     return registry
 
 
+def own_identity() -> str:
+    """Who this operator is, for kopf: the Pod's name (``POD_ID``, as kopf reads
+    it) or host/pid. kopf's own guess calls ``getpass.getuser()``, which raises
+    for a uid with no passwd entry (any ``runAsUser`` a cluster picks)."""
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}"
+
+
 def run(config: OperatorConfig, *, standalone: bool = True,
         liveness_endpoint: str | None = None) -> None:
     """Run the operator until interrupted."""
     settings = kopf.OperatorSettings()
     kopf.run(
+        identity=own_identity(),
         registry=build_registry(config),
         settings=settings,
         standalone=standalone,

@@ -30,17 +30,31 @@ case "${1:-}" in -h|--help) sed -n '2,17p' "$0"; exit 0 ;; esac
 tools=("$@")
 ((${#tools[@]})) || tools=(helm registry cosign)
 
-# spec <tool>: package@version, the version to expect, the version command, ldflags.
+# spec <tool>: its package, the version to expect and the command that reports it.
 spec() {
     case $1 in
-        helm) pkg=helm.sh/helm/v3/cmd/helm version=$HELM_VERSION check=(version --short)
-              ldflags="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
-        registry) pkg=github.com/distribution/distribution/v3/cmd/registry version=$DISTRIBUTION_VERSION
-              check=(--version)
-              ldflags="-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION" ;;
-        cosign) pkg=github.com/sigstore/cosign/v2/cmd/cosign version=$COSIGN_VERSION check=(version)
-              ldflags="-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION" ;;
+        helm) pkg=helm.sh/helm/v3/cmd/helm version=$HELM_VERSION check=(version --short) ;;
+        registry) pkg=github.com/distribution/distribution/v3/cmd/registry
+                  version=$DISTRIBUTION_VERSION check=(--version) ;;
+        cosign) pkg=github.com/sigstore/cosign/v2/cmd/cosign version=$COSIGN_VERSION check=(version) ;;
         *) echo "tools: unknown tool $1 (helm, registry, cosign)" >&2; exit 2 ;;
+    esac
+}
+
+# ldflags <tool>: the -X flags the tool's release build sets.
+ldflags() {
+    case $1 in
+        helm)  # its version, and the Kubernetes version `helm template` assumes: its client-go's
+            local mod kv major minor
+            mod=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+            kv=$(awk '$1 == "k8s.io/client-go" {print $2; exit}' "$mod")
+            IFS=. read -r major minor _ <<< "${kv#v}"
+            printf -- '-X helm.sh/helm/v3/internal/version.version=%s' "$HELM_VERSION"
+            for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+                printf -- ' -X %s.k8sVersionMajor=%s -X %s.k8sVersionMinor=%s' "$p" $((major + 1)) "$p" "$minor"
+            done ;;
+        registry) printf -- '-X github.com/distribution/distribution/v3/version.version=%s' "$DISTRIBUTION_VERSION" ;;
+        cosign) printf -- '-X sigs.k8s.io/release-utils/version.gitVersion=%s' "$COSIGN_VERSION" ;;
     esac
 }
 
@@ -59,7 +73,7 @@ for tool in "${tools[@]}"; do
     step "building $tool $version ($pkg; first run downloads its modules)"
     gobin=$CACHE/.bin.tmp.$$
     rm -rf "$gobin"
-    GOBIN=$gobin nice go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version"
+    GOBIN=$gobin nice go install -trimpath -ldflags "-s -w $(ldflags "$tool")" "$pkg@$version"
     mv "$gobin/$tool" "$CACHE/.$tool.tmp.$$"
     rmdir "$gobin"
     install_bin "$CACHE/.$tool.tmp.$$" "$tool" "$version" "${check[@]}"

@@ -1,24 +1,33 @@
-"""A real kube-apiserver + etcd for the session, a fresh namespace per test.
+"""A real kube-apiserver + etcd for the session, a fresh namespace per test,
+and the Go-built tools (kubectl, helm, registry, cosign).
 
 Fixtures: ``cluster`` (session; podplug's CRDs installed), ``api`` (session
-ApiClient as system:masters), ``core`` and ``custom`` (API groups over it) and
-``namespace`` (a new namespace's name, emptied and deleted after the test).
+ApiClient as system:masters), ``core`` and ``custom`` (API groups over it),
+``namespace`` (a new namespace's name, emptied and deleted after the test),
+``kubectl``/``helm``/``cosign`` (the binaries' paths), ``registry`` (session: CNCF
+distribution's registry on loopback with TLS and htpasswd auth) and
+``cosign_key`` (session: a key pair from ``cosign generate-key-pair``).
 
 If the binaries are missing every test here fails with the way to build them
-(`make controlplane`); nothing is skipped. `make test` builds them first.
+(`make controlplane`, `make tools`); nothing is skipped. `make test` builds them first.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
+from oci_testbed import CosignKey, Registry, cosign_key_pair, running_registry
 
-from podplug.devcluster.binaries import BinariesMissing
+from podplug.devcluster.binaries import BinariesMissing, find
 from podplug.devcluster.cluster import LocalCluster, project_crds
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +67,52 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
     for kind in ("service", "config_map", "event"):
         getattr(core, f"delete_collection_namespaced_{kind}")(name)
     core.delete_namespace(name)
+
+
+def tool(name: str) -> Path:
+    """A binary hack/tools/build.sh built, at the version of hack/tools/versions.env."""
+    versions = dict(line.split("=", 1) for line in (ROOT / "hack" / "tools" / "versions.env")
+                    .read_text().splitlines() if line and not line.startswith("#"))
+    key = {"helm": "HELM_VERSION", "registry": "DISTRIBUTION_VERSION",
+           "cosign": "COSIGN_VERSION"}[name]
+    cache = Path(os.environ.get("PODPLUG_CACHE_DIR") or Path.home() / ".cache" / "podplug")
+    path = cache / "tools" / f"{name}-{versions[key]}" / name
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} not built: run `make tools` (hack/tools/build.sh)", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> Path:
+    try:
+        bins = find()
+    except BinariesMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    path = bins.kube_apiserver.parent / "kubectl"
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} not built: run `make controlplane`", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    return tool("helm")
+
+
+@pytest.fixture(scope="session")
+def cosign() -> Path:
+    return tool("cosign")
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with running_registry(tool("registry"), tmp_path_factory.mktemp("registry")) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="session")
+def cosign_key(cosign: Path, tmp_path_factory: pytest.TempPathFactory) -> CosignKey:
+    return cosign_key_pair(cosign, tmp_path_factory.mktemp("cosign"), "team-a-passphrase")
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:
