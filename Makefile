@@ -44,8 +44,10 @@ test: deps venv controlplane tools
 demo: deps venv controlplane
 	$(PY) hack/demo.py
 
-bench: venv
+# The hook path, then plugins from a registry (pull + verify + compile).
+bench: venv controlplane tools
 	$(PY) bench/run.py
+	$(PY) bench/oci.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

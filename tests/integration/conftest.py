@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from oci_testbed import CosignKey, Registry, cosign_key_pair, running_registry
+from oci_testbed import CosignKey, Registry, built_tool, cosign_key_pair, running_registry
 
 from podplug.devcluster.binaries import BinariesMissing, find
 from podplug.devcluster.cluster import LocalCluster, project_crds
@@ -70,16 +70,10 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
 
 
 def tool(name: str) -> Path:
-    """A binary hack/tools/build.sh built, at the version of hack/tools/versions.env."""
-    versions = dict(line.split("=", 1) for line in (ROOT / "hack" / "tools" / "versions.env")
-                    .read_text().splitlines() if line and not line.startswith("#"))
-    key = {"helm": "HELM_VERSION", "registry": "DISTRIBUTION_VERSION",
-           "cosign": "COSIGN_VERSION"}[name]
-    cache = Path(os.environ.get("PODPLUG_CACHE_DIR") or Path.home() / ".cache" / "podplug")
-    path = cache / "tools" / f"{name}-{versions[key]}" / name
-    if not os.access(path, os.X_OK):
-        pytest.fail(f"{path} not built: run `make tools` (hack/tools/build.sh)", pytrace=False)
-    return path
+    try:
+        return built_tool(name)
+    except FileNotFoundError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")

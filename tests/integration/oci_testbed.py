@@ -1,4 +1,5 @@
-"""A real OCI registry and cosign keys for the OCI tests (fixtures in conftest.py)."""
+"""A real OCI registry and cosign keys, for the OCI tests (fixtures in
+conftest.py) and bench/oci.py."""
 
 from __future__ import annotations
 
@@ -20,6 +21,31 @@ import bcrypt
 
 from podplug.devcluster import pki
 from podplug.devcluster.processes import Process, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def built_tool(name: str) -> Path:
+    """A binary hack/tools/build.sh built, at the version of hack/tools/versions.env."""
+    versions = dict(line.split("=", 1) for line in (ROOT / "hack" / "tools" / "versions.env")
+                    .read_text().splitlines() if line and not line.startswith("#"))
+    key = {"helm": "HELM_VERSION", "registry": "DISTRIBUTION_VERSION",
+           "cosign": "COSIGN_VERSION"}[name]
+    cache = Path(os.environ.get("PODPLUG_CACHE_DIR") or Path.home() / ".cache" / "podplug")
+    path = cache / "tools" / f"{name}-{versions[key]}" / name
+    if not os.access(path, os.X_OK):
+        raise FileNotFoundError(f"{path} not built: run `make tools` (hack/tools/build.sh)")
+    return path
+
+
+def cosign_sign(cosign: Path, key: CosignKey, registry: Registry, ref: str) -> None:
+    """What an author runs: `cosign sign --key cosign.key REF@sha256:...`, offline
+    (no transparency-log upload)."""
+    done = subprocess.run([str(cosign), "sign", "--key", str(key.private), "--tlog-upload=false",
+                           "-y", ref], capture_output=True, text=True,
+                          env={**registry.env(), "COSIGN_PASSWORD": key.password})
+    if done.returncode != 0:
+        raise RuntimeError(f"cosign sign {ref}: {done.stderr[-2000:]}")
 
 
 @dataclass

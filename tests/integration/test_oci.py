@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from oci_testbed import CosignKey, Registry, cosign_key_pair
+from oci_testbed import CosignKey, Registry, cosign_key_pair, cosign_sign
 from test_operator import (
     Operator,
     condition,
@@ -56,22 +56,13 @@ def pull(registry: Registry, ref: str, out: Path, *keys: Path) -> int:
     return main(argv)
 
 
-def sign(cosign: Path, key: CosignKey, registry: Registry, ref: str) -> None:
-    """What an author runs: `cosign sign --key cosign.key REF@sha256:...` (offline:
-    no transparency log upload)."""
-    done = subprocess.run([str(cosign), "sign", "--key", str(key.private), "--tlog-upload=false",
-                           "-y", ref], capture_output=True, text=True,
-                          env={**registry.env(), "COSIGN_PASSWORD": key.password})
-    assert done.returncode == 0, done.stderr[-2000:]
-
-
 def pushed(registry: Registry, tmp_path: Path, capsys: Any, name: str,
            signer: tuple[Path, CosignKey] | None = None) -> str:
     path = tmp_path / f"{name}.wasm"
     path.write_bytes(module(name))
     ref = push(registry, path, f"team-a/{name}:0.1.0", capsys)
     if signer is not None:
-        sign(*signer, registry, ref)
+        cosign_sign(*signer, registry, ref)
     return ref
 
 
