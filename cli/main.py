@@ -63,4 +63,9 @@ def entrypoint() -> None:
 
 
 if __name__ == "__main__":
-    entrypoint()
+    # `python -m podplug.cli.main` runs this file as __main__, while the verbs
+    # import podplug.cli.main: run that module's entrypoint, so that there is
+    # one UsageError class and bad input exits 2 here too.
+    from podplug.cli.main import entrypoint as _entrypoint
+
+    _entrypoint()
