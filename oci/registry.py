@@ -75,13 +75,15 @@ class Registry:
     """One registry host. Thread-safe; keeps a connection pool and bearer tokens."""
 
     def __init__(self, host: str, *, credentials: Credentials | None = None,
-                 ca_file: str | Path | None = None, timeout_s: float = 10.0) -> None:
+                 ca_file: str | Path | None = None, timeout_s: float = 5.0) -> None:
         self.host = host
         self.credentials = credentials
         ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         self._http = urllib3.PoolManager(
             ssl_context=ctx, timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
-            retries=urllib3.Retry(total=2, connect=2, read=0, redirect=3, status=0,
+            # One retry of a refused or timed-out connect, none of a read: a reconcile
+            # worker waits at most ~2 timeouts for a registry that is down.
+            retries=urllib3.Retry(total=2, connect=1, read=0, redirect=2, status=0,
                                   backoff_factor=0.2),
             headers={"User-Agent": "podplug"})
         self._tokens: dict[str, str] = {}

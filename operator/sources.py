@@ -100,7 +100,7 @@ class OciModules:
         self.policy = policy
         self.store = store if store is not None else oci.ModuleStore(oci.store.default_dir())
         self._sources: dict[str, ModuleSource] = {}
-        self._registries: dict[str, oci.Registry] = {}
+        self._registries: dict[tuple[str, int], oci.Registry] = {}
         self._pulling: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -144,17 +144,24 @@ class OciModules:
             return source
 
     def _registry(self, host: str) -> oci.Registry:
+        """A client per host, made again when the credentials file changes (a
+        mounted Secret that was rotated)."""
+        creds_file = self.policy.credentials
+        try:
+            stamp = os.stat(creds_file).st_mtime_ns if creds_file else 0
+        except OSError:
+            stamp = -1
         with self._lock:
-            reg = self._registries.get(host)
+            reg = self._registries.get((host, stamp))
             if reg is None:
                 try:
-                    creds = oci.load_docker_config(self.policy.credentials) if (
-                        self.policy.credentials) else {}
-                except oci.OciError:
+                    creds = oci.load_docker_config(creds_file) if creds_file else {}
+                except oci.OciError as e:
+                    log.warning("registry credentials unreadable, pulling anonymously: %s", e)
                     creds = {}
                 reg = oci.Registry(host, credentials=creds.get(host),
                                    ca_file=self.policy.ca_file)
-                self._registries[host] = reg
+                self._registries[(host, stamp)] = reg
             return reg
 
     def close(self) -> None:

@@ -44,8 +44,12 @@ def installed() -> Iterator[Installed]:
     scratch = Path(tempfile.mkdtemp(prefix="podplug-wheel-"))
     scratch.chmod(0o755)
     try:
+        # From a copy without build output: setuptools' build/ would carry stale files.
+        src = scratch / "src"
+        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "node_modules", "target", "__pycache__", "*.egg-info"))
         subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
-                        str(scratch / "dist"), str(ROOT)], check=True, capture_output=True)
+                        str(scratch / "dist"), str(src)], check=True, capture_output=True)
         (wheel,) = (scratch / "dist").glob("podplug-*.whl")
         venv = scratch / "venv"
         subprocess.run([BASE_PYTHON, "-m", "venv", str(venv)], check=True)
