@@ -12,13 +12,13 @@ from .cosign import PublicKey, Signature, verify_signatures
 from .errors import (
     ArtifactInvalid,
     DigestMismatch,
+    NotFound,
     OciError,
     RegistryAuthFailed,
     RegistryUnreachable,
     SignatureInvalid,
     SignatureMissing,
     TooLarge,
-    UnknownManifest,
 )
 from .reference import Reference
 from .registry import Credentials, Registry, load_docker_config
@@ -26,8 +26,24 @@ from .store import ModuleStore
 from .transfer import Pulled, pull, push
 
 __all__ = [
-    "ArtifactInvalid", "Credentials", "DigestMismatch", "ModuleStore", "OciError", "PublicKey",
-    "Pulled", "Reference", "Registry", "RegistryAuthFailed", "RegistryUnreachable", "Signature",
-    "SignatureInvalid", "SignatureMissing", "TooLarge", "UnknownManifest", "load_docker_config",
-    "pull", "push", "verify_signatures",
+    "ArtifactInvalid",
+    "Credentials",
+    "DigestMismatch",
+    "ModuleStore",
+    "NotFound",
+    "OciError",
+    "PublicKey",
+    "Pulled",
+    "Reference",
+    "Registry",
+    "RegistryAuthFailed",
+    "RegistryUnreachable",
+    "Signature",
+    "SignatureInvalid",
+    "SignatureMissing",
+    "TooLarge",
+    "load_docker_config",
+    "pull",
+    "push",
+    "verify_signatures",
 ]

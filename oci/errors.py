@@ -26,10 +26,10 @@ class RegistryAuthFailed(OciError):
     reason = "RegistryAuthFailed"
 
 
-class UnknownManifest(OciError):
-    """The registry has no such repository, tag or digest."""
+class NotFound(OciError):
+    """The registry has no such repository, tag, manifest or blob."""
 
-    reason = "ManifestNotFound"
+    reason = "ArtifactNotFound"
 
 
 class DigestMismatch(OciError):

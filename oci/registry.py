@@ -24,11 +24,11 @@ import urllib3
 
 from .errors import (
     DigestMismatch,
+    NotFound,
     OciError,
     RegistryAuthFailed,
     RegistryUnreachable,
     TooLarge,
-    UnknownManifest,
 )
 
 MANIFEST_TYPES = (
@@ -126,7 +126,7 @@ class Registry:
     def has_blob(self, repository: str, digest: str) -> bool:
         try:
             self._request("HEAD", repository, f"blobs/{digest}").drain_conn()
-        except UnknownManifest:
+        except NotFound:
             return False
         return True
 
@@ -182,7 +182,7 @@ class Registry:
             who = f"as {self.credentials.username}" if self.credentials else "without credentials"
             raise RegistryAuthFailed(f"{what}: {method} refused {who} (HTTP {resp.status})")
         if resp.status == 404:
-            raise UnknownManifest(f"{what}: {path or 'upload'} not found ({_error_code(text)})")
+            raise NotFound(f"{what}: {path or 'upload'} not found ({_error_code(text)})")
         if resp.status >= 500:
             raise RegistryUnreachable(f"{what}: HTTP {resp.status} {_error_code(text)}")
         raise OciError(f"{what}: {method} {path or 'upload'}: HTTP {resp.status} "

@@ -24,7 +24,7 @@ from .cosign import (
     signatures_in,
     verify_signatures,
 )
-from .errors import OciError, TooLarge, UnknownManifest
+from .errors import NotFound, OciError, TooLarge
 from .reference import Reference
 from .registry import Registry
 from .store import ModuleStore
@@ -109,7 +109,7 @@ def fetch_signatures(registry: Registry, repository: str, digest: str) -> list[S
     """The cosign simple-signing signatures stored for ``digest`` (none: [])."""
     try:
         manifest, _ = registry.get_manifest(repository, signature_tag(digest))
-    except UnknownManifest:
+    except NotFound:
         return []
     return [Signature(registry.get_blob(repository, payload_digest, MAX_PAYLOAD_BYTES), raw)
             for payload_digest, raw in signatures_in(manifest)]
