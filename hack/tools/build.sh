@@ -6,12 +6,15 @@
 #   hack/tools/build.sh              every tool (helm, registry, cosign)
 #   hack/tools/build.sh helm cosign  only these
 #
-# helm (helm.sh/helm/v3/cmd/helm), registry (CNCF distribution's
-# github.com/distribution/distribution/v3/cmd/registry) and cosign
-# (github.com/sigstore/cosign/v2/cmd/cosign) are each `go install pkg@version`:
-# the module's own go.mod and go.sum, exactly as released, nothing generated.
-# Only the command's package is built (-trimpath, stripped, CGO off), with the
-# version ldflags its release build sets, so `--version` reports it. A cached
+# helm (helm.sh/helm/v3/cmd/helm) and cosign (github.com/sigstore/cosign/v2/
+# cmd/cosign) are each `go install pkg@version`: the module's own go.mod and
+# go.sum, exactly as released, nothing generated. registry (CNCF distribution)
+# is registry/main.go here, its command with only the filesystem driver and
+# htpasswd auth, in a module generated beside the build that requires
+# github.com/distribution/distribution/v3 at its version (its go.mod's
+# requirements, resolved and checked against the checksum database). Only the
+# command's packages are built (-trimpath, stripped, CGO off), with the version
+# ldflags its release build sets, so `--version` reports it. A cached
 # tool that reports its version is not rebuilt (well under a second). Go's
 # module and build caches stay where Go keeps them. kubectl is built with the
 # control plane (hack/controlplane/build.sh), sharing its build cache.
@@ -26,16 +29,17 @@ export CGO_ENABLED=0 GOTOOLCHAIN=local
 # shellcheck source=../controlplane/gobuild.sh
 source "$HERE/../controlplane/gobuild.sh"
 
-case "${1:-}" in -h|--help) sed -n '2,17p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; exit 0 ;; esac
 tools=("$@")
 ((${#tools[@]})) || tools=(helm registry cosign)
 
 # spec <tool>: its package, the version to expect and the command that reports it.
 spec() {
+    wrapper=""  # set: build this main.go in a module requiring $pkg@$version
     case $1 in
         helm) pkg=helm.sh/helm/v3/cmd/helm version=$HELM_VERSION check=(version --short) ;;
-        registry) pkg=github.com/distribution/distribution/v3/cmd/registry
-                  version=$DISTRIBUTION_VERSION check=(--version) ;;
+        registry) pkg=github.com/distribution/distribution/v3 version=$DISTRIBUTION_VERSION
+                  check=(--version) wrapper=$HERE/registry/main.go ;;
         cosign) pkg=github.com/sigstore/cosign/v2/cmd/cosign version=$COSIGN_VERSION check=(version) ;;
         *) echo "tools: unknown tool $1 (helm, registry, cosign)" >&2; exit 2 ;;
     esac
@@ -71,11 +75,23 @@ for tool in "${tools[@]}"; do
     start_ticker
     t0=$SECONDS
     step "building $tool $version ($pkg; first run downloads its modules)"
-    gobin=$CACHE/.bin.tmp.$$
-    rm -rf "$gobin"
-    GOBIN=$gobin nice go install -trimpath -ldflags "-s -w $(ldflags "$tool")" "$pkg@$version"
-    mv "$gobin/$tool" "$CACHE/.$tool.tmp.$$"
-    rmdir "$gobin"
+    if [[ -n $wrapper ]]; then
+        src=$CACHE/src
+        mkdir -p "$src"
+        mod=$(go mod download -json "$pkg@$version" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+        printf 'module podplug.local/%s\n\ngo %s\n' "$tool" "$(awk '/^go /{print $2; exit}' "$mod")" > "$src/go.mod"
+        rm -f "$src/go.sum"
+        cp "$wrapper" "$src/main.go"
+        (cd "$src" && GOFLAGS=-mod=mod go get "$pkg@$version" \
+            && GOFLAGS=-mod=mod nice go build -trimpath -ldflags "-s -w $(ldflags "$tool")" \
+                -o "$CACHE/.$tool.tmp.$$" .)
+    else
+        gobin=$CACHE/.bin.tmp.$$
+        rm -rf "$gobin"
+        GOBIN=$gobin nice go install -trimpath -ldflags "-s -w $(ldflags "$tool")" "$pkg@$version"
+        mv "$gobin/$tool" "$CACHE/.$tool.tmp.$$"
+        rmdir "$gobin"
+    fi
     install_bin "$CACHE/.$tool.tmp.$$" "$tool" "$version" "${check[@]}"
     kill "$ticker" 2>/dev/null || true
     step "built $tool $version in $((SECONDS - t0))s: $(du -sh "$CACHE/$tool" | cut -f1)"
