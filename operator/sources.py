@@ -159,6 +159,9 @@ class OciModules:
                 except oci.OciError as e:
                     log.warning("registry credentials unreadable, pulling anonymously: %s", e)
                     creds = {}
+                # Dropped, not closed: a pull in flight may still be using it.
+                for stale in [k for k in self._registries if k[0] == host]:
+                    del self._registries[stale]
                 reg = oci.Registry(host, credentials=creds.get(host),
                                    ca_file=self.policy.ca_file)
                 self._registries[(host, stamp)] = reg
