@@ -68,7 +68,9 @@ for tool in "${tools[@]}"; do
     spec "$tool"
     CACHE=${PODPLUG_CACHE_DIR:-$HOME/.cache/podplug}/tools/$tool-$version
     lock_cache
-    if reports "$CACHE/$tool" "$version" "${check[@]}"; then
+    # A wrapper's binary is current only if it was built from this main.go.
+    if reports "$CACHE/$tool" "$version" "${check[@]}" \
+            && { [[ -z $wrapper ]] || cmp -s "$wrapper" "$CACHE/src/main.go"; }; then
         step "$tool $version cached in $CACHE"
         continue
     fi
@@ -76,6 +78,7 @@ for tool in "${tools[@]}"; do
     t0=$SECONDS
     step "building $tool $version ($pkg; first run downloads its modules)"
     if [[ -n $wrapper ]]; then
+        rm -f "$CACHE/$tool"  # never a binary beside a main.go it was not built from
         src=$CACHE/src
         mkdir -p "$src"
         mod=$(go mod download -json "$pkg@$version" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')

@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.server
 import json
 import os
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bcrypt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from podplug.devcluster import pki
 from podplug.devcluster.processes import Process, free_port
@@ -60,6 +66,8 @@ class Registry:
     data: Path
     username: str
     password: str
+    #: the token service, when the registry uses token (Bearer) auth
+    tokens: TokenService | None = None
 
     def blob_file(self, digest: str) -> Path:
         hexdigest = digest.removeprefix("sha256:")
@@ -72,20 +80,30 @@ class Registry:
 
 
 @contextlib.contextmanager
-def running_registry(binary: Path, d: Path) -> Iterator[Registry]:
+def running_registry(binary: Path, d: Path, *, auth: str = "htpasswd") -> Iterator[Registry]:
     """CNCF distribution's ``registry serve`` on a free loopback port, TLS from its
-    own CA (pki.generate: a serving cert for 127.0.0.1), htpasswd auth."""
+    own CA (pki.generate: a serving cert for 127.0.0.1), and ``auth``: htpasswd
+    (Basic), or token (Bearer tokens from :class:`TokenService` for the same user)."""
     certs = pki.generate(d / "pki")  # a CA and a serving cert for 127.0.0.1 / localhost
     user, password = "team-a", uuid.uuid4().hex
     (d / "htpasswd").write_text(
         f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()}\n")
     port = free_port()
+    tokens = None
+    if auth == "token":
+        tokens = TokenService(user, password, d / "jwks.json")
+        auth_config: dict[str, Any] = {"token": {
+            "realm": tokens.realm, "service": TokenService.SERVICE,
+            "issuer": TokenService.ISSUER, "jwks": str(d / "jwks.json"),
+            "signingalgorithms": ["ES256"]}}
+    else:
+        auth_config = {"htpasswd": {"realm": "podplug-test", "path": str(d / "htpasswd")}}
     (d / "config.yml").write_text(json.dumps({
         "version": 0.1, "log": {"level": "warn"},
         "storage": {"filesystem": {"rootdirectory": str(d / "data")}},
         "http": {"addr": f"127.0.0.1:{port}", "secret": uuid.uuid4().hex,
                  "tls": {"certificate": str(certs.server_cert), "key": str(certs.server_key)}},
-        "auth": {"htpasswd": {"realm": "podplug-test", "path": str(d / "htpasswd")}}}))
+        "auth": auth_config}))
     host = f"127.0.0.1:{port}"
     (d / "docker").mkdir()
     (d / "docker" / "config.json").write_text(json.dumps({"auths": {host: {
@@ -104,13 +122,81 @@ def running_registry(binary: Path, d: Path) -> Iterator[Registry]:
             pass
         if time.monotonic() > deadline or not proc.alive():
             proc.stop()
+            if tokens is not None:
+                tokens.close()
             raise RuntimeError(f"the registry did not start: {proc.tail()}")
         time.sleep(0.1)
     try:
         yield Registry(host, certs.ca_cert, d / "docker" / "config.json", d / "data", user,
-                       password)
+                       password, tokens)
     finally:
         proc.stop()
+        if tokens is not None:
+            tokens.close()
+
+
+class TokenService:
+    """A Docker token-auth service on loopback: it checks Basic credentials and
+    issues ES256 JWTs (key in a JWKS file the registry trusts) granting what
+    the scope asks for. ``issued`` counts the tokens it handed out."""
+
+    SERVICE, ISSUER, KID = "podplug-test", "podplug-test-issuer", "podplug-test-key"
+
+    def __init__(self, user: str, password: str, jwks: Path) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        numbers = self.key.public_key().public_numbers()
+        jwks.write_text(json.dumps({"keys": [{
+            "kty": "EC", "crv": "P-256", "kid": self.KID, "use": "sig", "alg": "ES256",
+            "x": _b64url(numbers.x.to_bytes(32, "big")),
+            "y": _b64url(numbers.y.to_bytes(32, "big"))}]}))
+        self.issued = 0
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        service = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                body = json.dumps({"token": service.token(user, query.get("scope", []))})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def token(self, user: str, scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:  # repository:NAME:ACTIONS
+            kind, name, actions = scope.split(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"alg": "ES256", "typ": "JWT", "kid": self.KID}
+        claims = {"iss": self.ISSUER, "sub": user, "aud": self.SERVICE, "exp": now + 300,
+                  "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex, "access": access}
+        signing_input = (_b64url(json.dumps(header).encode()) + "."
+                         + _b64url(json.dumps(claims).encode()))
+        r, s = utils.decode_dss_signature(
+            self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        self.issued += 1
+        return signing_input + "." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,20 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from oci_testbed import CosignKey, Registry, cosign_key_pair, cosign_sign
+from oci_testbed import (
+    CosignKey,
+    Registry,
+    built_tool,
+    cosign_key_pair,
+    cosign_sign,
+    running_registry,
+)
 from test_operator import (
     Operator,
     condition,
@@ -150,6 +157,32 @@ class TestPushAndPull:
                     "wrong credentials": f"refused as {registry.username} (HTTP 401)"}[case]
         assert expected in capsys.readouterr().err
         assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with running_registry(built_tool("registry"), tmp_path_factory.mktemp("token-registry"),
+                          auth="token") as reg:
+        yield reg
+
+
+def test_a_registry_with_token_auth_hands_out_bearer_tokens_for_push_and_pull(
+    token_registry: Registry, tmp_path: Path, capsys: Any
+) -> None:
+    src = tmp_path / "shm.wasm"
+    src.write_bytes(module("bearer"))
+    ref = push(token_registry, src, "team-a/shm:0.1.0", capsys)
+    assert pull(token_registry, ref, tmp_path / "out.wasm") == 0
+    assert (tmp_path / "out.wasm").read_bytes() == src.read_bytes()
+    assert token_registry.tokens is not None and token_registry.tokens.issued >= 2
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"auths": {token_registry.host: {
+        "username": token_registry.username, "password": "wrong"}}}))
+    wrong = Registry(token_registry.host, token_registry.ca_file, creds, token_registry.data,
+                     token_registry.username, "wrong")
+    capsys.readouterr()
+    assert pull(wrong, ref, tmp_path / "nope.wasm") == 1
+    assert "token service refused (HTTP 401)" in capsys.readouterr().err
 
 
 # -- the operator
