@@ -120,6 +120,11 @@ def plugin_rows(plugin: str, reg: Registry, key: CosignKey, policy: Policy, work
         engine[0].load(source.find(ref, plugin).wasm, plugin)
         source.close()
 
+    def pull_only() -> None:
+        source = OciModules(policy.oci, oci.ModuleStore(work / "cold"))
+        source.find(ref, plugin)
+        source.close()
+
     # As after a first run: the compiled-module cache and the OCI cache on disk.
     Engine(cache_dir=work / "modules").load(wasm, plugin)
     warm = oci.ModuleStore(work / "warm")
@@ -134,6 +139,7 @@ def plugin_rows(plugin: str, reg: Registry, key: CosignKey, policy: Policy, work
         ("baseline: plugin directory, read + sha256 + compile",
          median_ms(from_directory, n, setup=new_engine(disk_cache=False))),
         ("cold: pull + verify + compile", median_ms(cold, n, setup=cold_setup)),
+        ("cold: pull + verify alone (no compile)", median_ms(pull_only, n, setup=cold_setup)),
         ("baseline: plugin directory, compiled-module cache warm",
          median_ms(from_directory, n, setup=new_engine(cache_dir=work / "modules"))),
         ("restart: disk caches, re-verify, load compiled",
