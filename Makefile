@@ -1,6 +1,6 @@
 # podplug: `make demo` runs the main job, `make test` runs every test.
 # Both install what they need (Python, Debian and npm packages, the Go-built
-# control plane) and cache it after the first run.
+# control plane and test tools) and cache it after the first run.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PODPLUG := $(VENV)/bin/podplug
 export PODPLUG_CACHE_DIR ?= $(HOME)/.cache/podplug
 
-.PHONY: venv deps test test-unit demo controlplane lint bench bench-operator bench-fairness fuzz clean
+.PHONY: venv deps test test-unit demo controlplane tools lint bench bench-operator bench-fairness fuzz clean
 
 # A stamp keyed on pyproject.toml: the venv is rebuilt only when deps change.
 $(VENV)/.stamp: pyproject.toml
@@ -27,21 +27,27 @@ deps:
 controlplane: venv
 	@hack/controlplane/build.sh
 
+# helm, CNCF distribution's registry and cosign, for the deploy and OCI tests.
+tools:
+	@hack/tools/build.sh
+
 lint: venv
 	$(VENV)/bin/ruff check .
 
 # Every test: lint, runtime and hostile modules, SDK builds and conformance, the
 # shipped plugins (rebuilt and compared with the committed bytes), and the
 # operator against a real kube-apiserver. A skipped test fails the run here.
-test: deps venv controlplane
+test: deps venv controlplane tools
 	$(VENV)/bin/ruff check .
 	PODPLUG_STRICT=1 $(PY) -m pytest
 
 demo: deps venv controlplane
 	$(PY) hack/demo.py
 
-bench: venv
+# The hook path, then plugins from a registry (pull + verify + compile).
+bench: venv controlplane tools
 	$(PY) bench/run.py
+	$(PY) bench/oci.py
 
 # The operator on the local control plane: 400 Pods against a plain client's
 # floor, scaling, and (AT_SCALE=1) 1,000 ModelServings / 10,000 Pods.

@@ -1,4 +1,9 @@
-"""``podplug dev-cluster up|down|env``: the tests' local control plane, by hand.
+"""``podplug dev-cluster build|up|down|env``: the tests' local control plane, by hand.
+
+``build`` runs the control plane's build script (package data: the same
+hack/controlplane/build.sh a checkout's ``make controlplane`` runs), which
+builds kube-apiserver, etcd and kubectl from the Go module proxy once and
+caches them by version.
 
 ``up`` starts a detached kube-apiserver + etcd and keeps what ``down`` needs
 (pids, directory, kubeconfig) in a state directory:
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +26,8 @@ def state_dir() -> Path:
     env = os.environ.get("PODPLUG_DEV_CLUSTER_DIR")
     if env:
         return Path(env)
-    cache = Path(os.environ.get("PODPLUG_CACHE_DIR") or Path.home() / ".cache" / "podplug")
+    # expanduser, not Path.home(): no crash for a uid without a passwd entry or HOME
+    cache = Path(os.environ.get("PODPLUG_CACHE_DIR") or os.path.expanduser("~/.cache/podplug"))
     return cache / "dev-cluster"
 
 
@@ -29,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Start, stop or locate a local control plane: a real "
                        "kube-apiserver and etcd on loopback, built by `make controlplane`. "
                        f"State: {state_dir()} (PODPLUG_DEV_CLUSTER_DIR overrides it).")
-    p.add_argument("action", choices=("up", "down", "env"),
-                   help="up: start it and print its KUBECONFIG; env: print the export "
+    p.add_argument("action", choices=("build", "up", "down", "env"),
+                   help="build: build kube-apiserver, etcd and kubectl (once; needs Go); "
+                   "up: start it and print its KUBECONFIG; env: print the export "
                    "line; down: stop it and remove its files")
     p.add_argument("--no-crds", dest="crds", action="store_false",
                    help="up: do not install deploy/crd/*.yaml")
@@ -49,8 +57,11 @@ def _export(state: dict[str, Any]) -> str:
 
 
 def dev_cluster(args: argparse.Namespace) -> int:
-    from podplug.devcluster.binaries import BinariesMissing
+    from podplug.devcluster.binaries import BUILD_DIR, BinariesMissing
     from podplug.devcluster.cluster import ClusterError, LocalCluster, project_crds
+
+    if args.action == "build":
+        return subprocess.run(["bash", str(BUILD_DIR / "build.sh")]).returncode
 
     home = state_dir()
     state_file = home / "state.json"

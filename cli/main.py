@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 # Verbs, in the order `podplug --help` lists them, and their modules where the
 # name differs (`test` and `operator` would read as pytest and stdlib names).
-_VERBS = ("new", "build", "run", "test", "inspect", "render", "operator", "dev-cluster")
+_VERBS = ("new", "build", "run", "test", "inspect", "render", "push", "pull", "operator",
+          "dev-cluster")
 _MODULES = {"new": "scaffold", "build": "scaffold", "test": "cases", "operator": "operator_cmd",
-            "dev-cluster": "dev_cluster"}
+            "dev-cluster": "dev_cluster", "push": "registry", "pull": "registry"}
 
 EXIT_PLUGIN_ERROR = 1
 EXIT_USAGE = 2
@@ -62,4 +63,9 @@ def entrypoint() -> None:
 
 
 if __name__ == "__main__":
-    entrypoint()
+    # `python -m podplug.cli.main` runs this file as __main__, while the verbs
+    # import podplug.cli.main: run that module's entrypoint, so that there is
+    # one UsageError class and bad input exits 2 here too.
+    from podplug.cli.main import entrypoint as _entrypoint
+
+    _entrypoint()

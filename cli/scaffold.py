@@ -9,6 +9,7 @@ toolchain that can build wasm32 on this machine.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import os
 import re
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from .main import UsageError
 
-SDK_ROOT = Path(__file__).resolve().parent.parent / "sdk"
+# sdk/ in a checkout, podplug/sdk/ in a wheel (package data).
+SDK_ROOT = Path(str(importlib.resources.files("podplug.sdk")))
 LANGS = {"rust": "rust", "assemblyscript": "assemblyscript", "as": "assemblyscript"}
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _SKIP = {"node_modules", "build", "target"}

@@ -1,13 +1,17 @@
-"""Where `make controlplane` (hack/controlplane/build.sh) left the binaries."""
+"""Where `podplug dev-cluster build` (`make controlplane` in a checkout; both run
+hack/controlplane/build.sh) left the binaries."""
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parent.parent
-VERSIONS = _ROOT / "hack" / "controlplane" / "versions.env"
+# hack/controlplane/ in a checkout, podplug/controlplane/ in a wheel: the same
+# build.sh and versions.env either way.
+BUILD_DIR = Path(str(importlib.resources.files("podplug.controlplane")))
+VERSIONS = BUILD_DIR / "versions.env"
 
 
 class BinariesMissing(RuntimeError):
@@ -35,12 +39,12 @@ def versions() -> dict[str, str]:
 
 def find() -> Binaries:
     v = versions()
-    cache = Path(os.environ.get("PODPLUG_CACHE_DIR") or Path.home() / ".cache" / "podplug")
+    cache = Path(os.environ.get("PODPLUG_CACHE_DIR") or os.path.expanduser("~/.cache/podplug"))
     d = cache / "controlplane" / v["K8S_VERSION"]
     b = Binaries(d / "kube-apiserver", d / "etcd", v["K8S_VERSION"], v["ETCD_VERSION"])
     missing = [p for p in (b.kube_apiserver, b.etcd) if not os.access(p, os.X_OK)]
     if missing:
         raise BinariesMissing(
-            f"{', '.join(map(str, missing))} not built: run `make controlplane` "
-            "(hack/controlplane/build.sh builds them from the Go module proxy)")
+            f"{', '.join(map(str, missing))} not built: run `podplug dev-cluster build` "
+            "(`make controlplane` in a checkout) to build them from the Go module proxy")
     return b

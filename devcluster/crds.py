@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import time
 from pathlib import Path
@@ -10,7 +11,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-_PROJECT_CRDS = Path(__file__).resolve().parent.parent / "deploy" / "crd"
+# deploy/crd/ in a checkout, podplug/crds/ in a wheel.
+_PROJECT_CRDS = Path(str(importlib.resources.files("podplug.crds")))
 
 
 class CrdNotEstablished(RuntimeError):

@@ -28,6 +28,7 @@ packages=(
   lld-14                             # the wasm32 linker: /usr/bin/rust-lld -> lld-14
   librust-serde-dev librust-serde-derive-dev librust-rmp-serde-dev librust-serde-json-dev
   librust-serde-path-to-error-dev librust-once-cell-dev  # the Rust SDK: config field paths, lazy parts
+  python3 python3-venv               # Debian's interpreter: the wheel test's venv, run as uid 65532
 )
 # Node.js and npm come with the machine image; install Debian's if absent.
 command -v npm >/dev/null || packages+=(nodejs npm)
@@ -103,5 +104,7 @@ check "npm" "$(pkg_fix npm)" npm --version
 check "asc (AssemblyScript, from npm)" \
   "cd sdk/assemblyscript && npm ci" \
   node "$ROOT/sdk/assemblyscript/node_modules/assemblyscript/bin/asc.js" --version
-check "go (builds kube-apiserver and etcd)" \
+check "Debian's python3 with venv (tests/integration/test_install.py)" \
+  "$(pkg_fix python3 python3-venv)" /usr/bin/python3 -c "import ensurepip, venv"
+check "go (builds kube-apiserver, etcd, kubectl, helm, registry, cosign)" \
   "install Go from https://go.dev/dl (or put /usr/local/go/bin on PATH)" go version

@@ -13,7 +13,7 @@ from cachetools import LRUCache, TTLCache
 
 from podplug.operator.policy import Policy
 from podplug.operator.revision import PluginDigest
-from podplug.operator.sources import ConfigMapReader, PluginDirectory, resolve
+from podplug.operator.sources import ConfigMapReader, OciModules, PluginDirectory, resolve
 from podplug.operator.spec import ModelServing, PluginType
 from podplug.runtime import (
     CallRecord,
@@ -61,12 +61,15 @@ def model_serving_view(obj: Mapping[str, Any]) -> dict[str, Any]:
 class Chains:
     def __init__(self, engine: Engine, directory: PluginDirectory, policy: Policy,
                  read_configmap: ConfigMapReader,
-                 namespace_labels: NamespaceLabelsReader | None = None) -> None:
+                 namespace_labels: NamespaceLabelsReader | None = None,
+                 registries: OciModules | None = None) -> None:
         self.engine = engine
         self.directory = directory
         self.policy = policy
         self.read_configmap = read_configmap
         self.read_namespace_labels = namespace_labels or (lambda ns: {})
+        #: modules from OCI registries, as the policy's oci section allows
+        self.registries = registries if registries is not None else OciModules(policy.oci)
         # Bounded in plugin entries, not chains: each keeps its compiled modules
         # alive, and the policy bounds those.
         self._cache: LRUCache[tuple[Any, ...], ResolvedChain] = LRUCache(
@@ -91,7 +94,7 @@ class Chains:
         first plugin that cannot be had, loaded or configured (with failurePolicy
         Fail; an Ignore entry that fails validate_config is left out)."""
         sources = [resolve(entry, ms.namespace, self.directory, self.policy,
-                           self.read_configmap) for entry in ms.spec.plugins]
+                           self.read_configmap, self.registries) for entry in ms.spec.plugins]
         labels = self._namespace_labels(ms.namespace)
         grants = tuple(self.policy.grants_for(namespace=ms.namespace, namespace_labels=labels,
                                               directory_name=src.directory_name,

@@ -14,6 +14,7 @@ import kopf
 
 from podplug.operator.controller import Controller, OperatorConfig
 from podplug.operator.kube import ApiError, Kube
+from podplug.operator.leader import default_identity
 from podplug.operator.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger("podplug.operator")
@@ -98,7 +99,7 @@ def run(config: OperatorConfig, kube: Kube) -> None:
                            f"{config.metrics_address}:{config.metrics_port}: "
                            f"{e.strerror}") from None
     log.info("connected to %s (Kubernetes %s)", kube.host, version)
-    identity = config.leader.identity if config.leader else "podplug-standalone"
+    identity = config.leader.identity if config.leader else default_identity()
     kopf.run(
         registry=build_registry(controller),
         settings=kopf.OperatorSettings(),

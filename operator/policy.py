@@ -22,6 +22,15 @@ grants:                      # gated mutation kinds, by (namespace, module ident
   - namespaces: [team-a]     # or by name
     digests: ["<sha256>"]    # any module with these bytes (a name is the user's to choose)
     allow: [sidecars]
+oci:                         # modules from OCI registries (spec.plugins[].module.oci)
+  registries:                # the allow-list: a reference must start with one of these
+    - prefix: registry.example.com/team-a/
+      keys: [team-a]         # ...and be signed (cosign) by one of these keys
+  keys:                      # public keys by name, PEM (cosign.pub)
+    team-a: "-----BEGIN PUBLIC KEY-----..."
+  requireSignature: true     # false: an allowed registry is enough (not recommended)
+  caFile: /etc/podplug/oci/ca.crt          # extra CA bundle for registries (default: system)
+  credentials: /etc/podplug/oci/config.json  # docker config.json (a dockerconfigjson Secret)
 ```
 
 A grant is keyed by what the cluster admin controls: the namespaces it holds
@@ -33,8 +42,9 @@ same bytes copied into another team's ConfigMap get nothing there).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,6 +58,7 @@ from pydantic import (
     model_validator,
 )
 
+from podplug.oci import PublicKey, Reference
 from podplug.runtime import Limits, parse_duration, parse_size
 from podplug.runtime.merge import GATES
 
@@ -134,6 +145,36 @@ class GrantRule(_Strict):
 
 
 @dataclass(frozen=True)
+class OciRegistry:
+    """One allow-list entry: references under ``prefix``, signed by one of ``keys``."""
+
+    prefix: str
+    keys: tuple[PublicKey, ...] = ()
+
+    def matches(self, ref: Reference) -> bool:
+        base = self.prefix.rstrip("/")
+        return ref.name == base or ref.name.startswith(base + "/")
+
+
+@dataclass(frozen=True)
+class OciPolicy:
+    """Which registries modules may come from and whose signatures they need.
+    Empty (the default): no module may come from a registry."""
+
+    registries: tuple[OciRegistry, ...] = ()
+    require_signature: bool = True
+    #: an extra CA bundle (PEM) for the registries' TLS; None: the system's
+    ca_file: str | None = None
+    #: a docker config.json with the registries' credentials; None: anonymous
+    credentials: str | None = None
+
+    def registry_for(self, ref: Reference) -> OciRegistry | None:
+        """The most specific entry allowing ``ref``, or None."""
+        hits = [r for r in self.registries if r.matches(ref)]
+        return max(hits, key=lambda r: len(r.prefix.rstrip("/")), default=None)
+
+
+@dataclass(frozen=True)
 class Policy:
     limits: Limits = Limits()
     namespace_plugins_allowed: bool = False
@@ -148,6 +189,7 @@ class Policy:
     #: workerReplicas)); more is refused with SpecValid=False. It bounds what one
     #: object can make the operator hold in memory.
     max_pods_per_model_serving: int = 10_000
+    oci: OciPolicy = field(default_factory=lambda: OciPolicy())
 
     @property
     def needs_namespace_labels(self) -> bool:
@@ -176,7 +218,7 @@ class Policy:
         if not isinstance(raw, dict):
             raise PolicyError(f"{where}: expected a map")
         _only(raw, {"limits", "namespacePlugins", "grants", "moduleCache",
-                    "maxPodsPerModelServing"}, where)
+                    "maxPodsPerModelServing", "oci"}, where)
         max_pods = raw.get("maxPodsPerModelServing", cls.max_pods_per_model_serving)
         if not isinstance(max_pods, int) or isinstance(max_pods, bool) or max_pods < 1:
             raise PolicyError(f"{where}: maxPodsPerModelServing must be a positive integer")
@@ -211,6 +253,7 @@ class Policy:
             max_modules=max_modules,
             max_disk_bytes=max_disk,
             max_pods_per_model_serving=max_pods,
+            oci=_oci(raw.get("oci") or {}, f"{where}: oci"),
         )
 
 
@@ -244,3 +287,50 @@ def _grants(raw: Any, where: str) -> tuple[GrantRule, ...]:
             raise PolicyError(f"{where}[{i}]" + (f".{field}" if field else "")
                               + f": {msg}") from None
     return tuple(rules)
+
+
+def _oci(raw: Any, where: str) -> OciPolicy:
+    _only(raw, {"registries", "keys", "requireSignature", "caFile", "credentials"}, where)
+    keys_raw = raw.get("keys") or {}
+    if not isinstance(keys_raw, dict):
+        raise PolicyError(f"{where}.keys: expected a map of name to a PEM public key")
+    keys = {}
+    for name, pem in keys_raw.items():
+        try:
+            keys[str(name)] = PublicKey(str(name), str(pem))
+        except ValueError as e:
+            raise PolicyError(f"{where}.keys.{name}: {e}") from None
+    require = raw.get("requireSignature", True)
+    if not isinstance(require, bool):
+        raise PolicyError(f"{where}.requireSignature must be true or false")
+    registries = []
+    entries = raw.get("registries") or []
+    if not isinstance(entries, list):
+        raise PolicyError(f"{where}.registries: expected a list of {{prefix, keys}}")
+    for i, entry in enumerate(entries):
+        here = f"{where}.registries[{i}]"
+        _only(entry, {"prefix", "keys"}, here)
+        prefix = entry.get("prefix")
+        if not isinstance(prefix, str) or not prefix.strip("/"):
+            raise PolicyError(f"{here}.prefix: expected registry[/path], e.g. "
+                              "registry.example.com/team-a/")
+        try:
+            Reference.parse(prefix.rstrip("/") + ("/x" if "/" not in prefix.rstrip("/") else ""))
+        except ValueError as e:
+            raise PolicyError(f"{here}.prefix: {e}") from None
+        names = entry.get("keys") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise PolicyError(f"{here}.keys: expected a list of key names")
+        unknown = [n for n in names if n not in keys]
+        if unknown:
+            raise PolicyError(f"{here}.keys: no key named {unknown[0]!r} in {where}.keys")
+        if require and not names:
+            raise PolicyError(f"{here}: requireSignature is on, so the entry needs keys")
+        registries.append(OciRegistry(prefix, tuple(keys[n] for n in names)))
+    files = {}
+    for key in ("caFile", "credentials"):
+        value = raw.get(key)
+        if value is not None and not (isinstance(value, str) and os.access(value, os.R_OK)):
+            raise PolicyError(f"{where}.{key}: {value!r} is not a readable file")
+        files[key] = value
+    return OciPolicy(tuple(registries), require, files["caFile"], files["credentials"])

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from podplug.oci.reference import Reference
 from podplug.runtime.chain import FailurePolicy, Scope, Target
 from podplug.runtime.limits import parse_duration, parse_size
 
@@ -200,12 +201,21 @@ class PluginModule(_Model):
 
     plugin: str | None = None
     config_map_ref: ConfigMapRef | None = Field(default=None, alias="configMapRef")
+    #: registry/repository[:tag]@sha256:<hex>: an OCI artifact pinned by manifest digest
+    oci: str | None = Field(default=None, max_length=512)
     sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
+
+    @field_validator("oci")
+    @classmethod
+    def _oci_is_pinned(cls, v: str | None) -> str | None:
+        if v is not None and not Reference.parse(v).pinned:
+            raise ValueError(f"{v!r} must be pinned by digest (...@sha256:<64 hex>)")
+        return v
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> PluginModule:
-        if (self.plugin is None) == (self.config_map_ref is None):
-            raise ValueError("module needs exactly one of plugin or configMapRef")
+        if sum(x is not None for x in (self.plugin, self.config_map_ref, self.oci)) != 1:
+            raise ValueError("module needs exactly one of plugin, configMapRef or oci")
         return self
 
 

@@ -1,5 +1,6 @@
-"""The architecture, checked: cli > operator > runtime, wasmtime only in the
-sandbox, no Kubernetes in the runtime, nothing shadowing the standard library."""
+"""The architecture, checked: cli > operator > oci > runtime, wasmtime only in
+the sandbox, no Kubernetes in the runtime or oci, nothing shadowing the
+standard library."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"runtime": "podplug.runtime", "operator": "podplug.operator",
-            "cli": "podplug.cli", "devcluster": "podplug.devcluster"}
+            "oci": "podplug.oci", "cli": "podplug.cli", "devcluster": "podplug.devcluster"}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -40,6 +41,15 @@ def _root(name: str) -> str:
 
 @pytest.mark.parametrize("path", files("runtime"), ids=lambda p: p.name)
 def test_the_runtime_never_imports_kubernetes_or_the_layers_above(path: Path) -> None:
+    bad = {n for n in imports_of(path)
+           if _root(n) in {"kopf", "kubernetes"}
+           or n.startswith(("podplug.operator", "podplug.oci", "podplug.cli",
+                            "podplug.devcluster"))}
+    assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", files("oci"), ids=lambda p: p.name)
+def test_oci_never_imports_kubernetes_or_the_layers_above(path: Path) -> None:
     bad = {n for n in imports_of(path)
            if _root(n) in {"kopf", "kubernetes"}
            or n.startswith(("podplug.operator", "podplug.cli", "podplug.devcluster"))}

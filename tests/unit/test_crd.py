@@ -207,7 +207,7 @@ def test_printer_columns_match_kthenas():
     "spec.plugins.[].scope.roles", "spec.plugins.[].scope.target",
     "spec.plugins.[].module.plugin", "spec.plugins.[].module.configMapRef.name",
     "spec.plugins.[].module.configMapRef.key", "spec.plugins.[].module.sha256",
-    "spec.plugins.[].failurePolicy", "spec.plugins.[].limits.fuel",
+    "spec.plugins.[].module.oci", "spec.plugins.[].failurePolicy", "spec.plugins.[].limits.fuel",
     "spec.plugins.[].limits.memory", "spec.plugins.[].limits.timeout",
     "status.observedGeneration", "status.replicas", "status.currentReplicas",
     "status.updatedReplicas", "status.availableReplicas", "status.currentRevision",
@@ -290,10 +290,13 @@ def test_podplug_plugin_fields_are_admitted():
          "module": {"configMapRef": {"name": "plugins", "key": "gpu.wasm"}, "sha256": "ab" * 32},
          "failurePolicy": "Ignore", "limits": {"fuel": 1000, "memory": "32Mi",
                                                "timeout": "1m30s"}},
+        {"name": "shm", "type": "Wasm", "module": {
+            "oci": "registry.example.com:5000/team-a/shm:0.1.0@sha256:" + "cd" * 32}},
         {"name": "lws-standard-labels"},
     ])
     assert admission_errors(obj) == []
     assert ModelServing.parse(obj).spec.plugins[0].limits.memory_bytes == 32 * 1024 * 1024
+    assert ModelServing.parse(obj).spec.plugins[1].module.oci.endswith("cd" * 32)
 
 
 # --- what is refused, by the CRD and the models alike ----------------------------
@@ -318,6 +321,12 @@ REFUSED = {
         {"name": "demo-pod-tweaks", "type": "BuiltIn", "module": {"plugin": "x"}}]),
     "module with two sources": mutate("spec.plugins", [dict(WASM, module={
         "plugin": "gpu", "configMapRef": {"name": "c", "key": "k"}})]),
+    "module with plugin and oci": mutate("spec.plugins", [dict(WASM, module={
+        "plugin": "gpu", "oci": "r.io/team/gpu@sha256:" + "a" * 64})]),
+    "oci by tag, not digest": mutate("spec.plugins", [dict(WASM, module={
+        "oci": "r.io/team/gpu:0.1.0"})]),
+    "oci without a registry": mutate("spec.plugins", [dict(WASM, module={
+        "oci": "team/gpu@sha256:" + "a" * 64})]),
     "module with no source": mutate("spec.plugins", [dict(WASM, module={"sha256": "a" * 64})]),
     "bad sha256": mutate("spec.plugins", [dict(WASM, module={"plugin": "g", "sha256": "xyz"})]),
     "bad failure policy": mutate("spec.plugins", [dict(WASM, failurePolicy="Retry")]),

@@ -1,0 +1,2 @@
+"""podplug's CRDs as package data, for `podplug dev-cluster up` from a wheel
+(importlib.resources: podplug.crds)."""
