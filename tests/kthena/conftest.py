@@ -21,9 +21,6 @@ _spec.loader.exec_module(_fixtures)
 
 cluster = _fixtures.cluster
 api = _fixtures.api
-core = _fixtures.core
-custom = _fixtures.custom
-namespace = _fixtures.namespace
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:

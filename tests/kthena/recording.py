@@ -143,7 +143,7 @@ class Snapshotter:
         return snap
 
     def settle(self, *, min_s: float = 1.0, quiet_s: float = 3.0, timeout_s: float = 60.0,
-               poll_s: float = 0.25) -> dict[str, Any]:
+               poll_s: float = 0.5) -> dict[str, Any]:
         """The snapshot once it has stopped changing (see the module docstring)."""
         t0 = time.monotonic()
         last, since = None, time.monotonic()
