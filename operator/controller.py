@@ -61,7 +61,7 @@ class OperatorConfig:
     resync_s: float = 60.0
     #: how often the plugin directories are checked for changed modules
     plugin_poll_s: float = 5.0
-    #: how often the operator checks whether Volcano's PodGroup CRD is installed
+    #: how often the PodGroup CRD's state is applied again besides its watch's events
     podgroup_poll_s: float = 30.0
     #: a graceful stop waits this long for passes in flight
     drain_s: float = 10.0
@@ -272,35 +272,49 @@ class Controller:
             self.reconciler.pod_gone(old or obj)
 
     def _watch_podgroup_crd(self) -> None:
-        """Volcano's PodGroup CRD may be installed or removed at any time
-        (Kthena watches it too): PodGroups follow."""
-        path = self.kube.group_path("apiextensions.k8s.io/v1", "customresourcedefinitions",
-                                    None, podgroups.CRD_NAME)
-        while not self._stop.is_set():
-            try:
-                crd = self.kube.get(path)
-            except ApiError as e:
-                log.debug("checking for the PodGroup CRD: %s", e)
-                self._stop.wait(self.config.podgroup_poll_s)
-                continue
-            if crd and self._podgroup_informer is None:
-                inf = self._informer("PodGroup", lambda ns: self.kube.group_path(
-                    podgroups.GROUP_VERSION, podgroups.PLURAL, ns), self._scopes)
-                inf.start()
-                inf.wait_synced(30.0)
-                self._podgroup_informer = inf
-                self.caches.podgroups = inf.store
-                self.caches.sub_group_policy = podgroups.has_sub_group_policy(crd)
-                log.info("Volcano's PodGroup CRD is installed: serving groups get PodGroups")
-                self._requeue_all()
-            elif crd is None and self._podgroup_informer is not None:
-                self._podgroup_informer.stop()
-                self._podgroup_informer = None
-                self.caches.podgroups = None
-                log.info("Volcano's PodGroup CRD is gone: no more PodGroups")
-            elif crd:
-                self.caches.sub_group_policy = podgroups.has_sub_group_policy(crd)
-            self._stop.wait(self.config.podgroup_poll_s)
+        """Volcano's PodGroup CRD may be installed or removed at any time: a
+        watch on it (as Kthena's informer) turns PodGroups on and off."""
+        crds = Informer(
+            self.kube, "CustomResourceDefinition",
+            lambda ns: self.kube.group_path("apiextensions.k8s.io/v1",
+                                            "customresourcedefinitions", None),
+            label_selector="", field_selector=f"metadata.name={podgroups.CRD_NAME}",
+            trim=lambda o: o)
+        changed = threading.Event()
+        crds.handlers.append(lambda etype, obj, old: changed.set())
+        crds.start()
+        try:
+            while not self._stop.is_set():
+                crd = crds.store.get("", podgroups.CRD_NAME) if crds.synced else None
+                if crds.synced:
+                    self._podgroup_crd_is(crd)
+                changed.wait(self.config.podgroup_poll_s)
+                changed.clear()
+        finally:
+            crds.stop()
+
+    def _podgroup_crd_is(self, crd: dict[str, Any] | None) -> None:
+        if crd and self._podgroup_informer is None:
+            inf = self._informer("PodGroup", lambda ns: self.kube.group_path(
+                podgroups.GROUP_VERSION, podgroups.PLURAL, ns), self._scopes)
+            inf.start()
+            inf.wait_synced(30.0)
+            self._podgroup_informer = inf
+            self.caches.sub_group_policy = podgroups.has_sub_group_policy(crd)
+            self.caches.podgroups = inf.store
+            log.info("Volcano's PodGroup CRD is installed: serving groups get PodGroups")
+            self._requeue_all(changed=True)
+        elif crd is None and self._podgroup_informer is not None:
+            self._podgroup_informer.stop()
+            self._podgroup_informer = None
+            self.caches.podgroups = None
+            log.info("Volcano's PodGroup CRD is gone: no more PodGroups")
+            self._requeue_all(changed=True)
+        elif crd:
+            sub_groups = podgroups.has_sub_group_policy(crd)
+            if sub_groups != self.caches.sub_group_policy:
+                self.caches.sub_group_policy = sub_groups
+                self._requeue_all(changed=True)
 
     # -- workers
 
@@ -381,10 +395,15 @@ class Controller:
 
     # -- resync
 
-    def _requeue_all(self) -> None:
+    def _requeue_all(self, *, changed: bool) -> None:
+        """Every ModelServing again: a resync, or (``changed``) something they
+        all depend on changed, so none is skipped as unchanged since its last
+        clean pass."""
         with self._ms_lock:
             keys = list(self._model_servings)
         for key in keys:
+            if changed:
+                self._touch(key)
             self.queue.add(key)
 
     def _resync(self) -> None:
@@ -398,8 +417,8 @@ class Controller:
                     log.info("plugin directory changed: rechecking every ModelServing")
                     with self._ms_lock:
                         self._modules_generation += 1
+                self._requeue_all(changed=current != signature)
                 signature, elapsed = current, 0.0
-                self._requeue_all()
 
 
     def _plugin_signature(self) -> tuple[tuple[str, int, int], ...]:

@@ -131,6 +131,7 @@ class Informer:
     path: Callable[[str | None], str]
     namespaces: Sequence[str | None] = (None,)
     label_selector: str = f"{LABEL_NAME}"
+    field_selector: str = ""
     trim: Callable[[Obj], Obj] = lambda o: o
     handlers: list[Handler] = field(default_factory=list)
     #: server-side watch timeout; the watch is renewed after it
@@ -191,7 +192,7 @@ class Informer:
 
     def _list(self, namespace: str | None) -> str:
         items: list[Obj] = []
-        query: dict[str, Any] = {"labelSelector": self.label_selector, "limit": self.page_size}
+        query: dict[str, Any] = {**self._selectors(), "limit": self.page_size}
         while True:
             page = self.kube.list(self.path(namespace), query)
             kind = self.kind
@@ -213,7 +214,7 @@ class Informer:
         return rv
 
     def _watch(self, namespace: str | None, rv: str) -> str:
-        query = {"watch": "true", "labelSelector": self.label_selector,
+        query = {"watch": "true", **self._selectors(),
                  "resourceVersion": rv, "allowWatchBookmarks": "true",
                  "timeoutSeconds": self.watch_timeout_s}
         for event in self.kube.stream(self.path(namespace), query,
@@ -237,6 +238,14 @@ class Informer:
                 old = self.store.upsert(obj)
                 self._notify("ADDED" if old is None else "MODIFIED", obj, old)
         return rv
+
+    def _selectors(self) -> dict[str, str]:
+        out = {}
+        if self.label_selector:
+            out["labelSelector"] = self.label_selector
+        if self.field_selector:
+            out["fieldSelector"] = self.field_selector
+        return out
 
     def _notify(self, etype: str, obj: Obj, old: Obj | None) -> None:
         for handler in self.handlers:

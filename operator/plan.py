@@ -289,7 +289,9 @@ class _Planner:
                     self._delete_group(sim)
         for g in self.groups:
             if g.observed is not None and g.status != Status.DELETING:
-                self.plan.podgroups.append(g.name)
+                # Named as the Pods' scheduling.k8s.io/group-name annotation names it,
+                # <ms>-<i>, even where a template overrides the group-name label.
+                self.plan.podgroups.append(podgen.serving_group_name(self.ms.name, g.index))
 
     # -- 2. role replicas (syncRoleReplicas, manageRoleReplicasPerGroup)
 

@@ -140,6 +140,18 @@ def normalise_quantities(spec: dict[str, Any]) -> None:
             _resource_requirements(claim.get("resources"))
 
 
+def roles_as_go_marshals(roles: list[Any]) -> list[Any]:
+    """The roles as Kthena's json.Marshal writes them into a ControllerRevision:
+    quantities in canonical form (``cpu: 0.1`` is written ``"100m"``). A copy."""
+    out = copy.deepcopy(roles)
+    for role in out:
+        for key in ("entryTemplate", "workerTemplate"):
+            spec = ((role or {}).get(key) or {}).get("spec") if isinstance(role, dict) else None
+            if isinstance(spec, dict):
+                normalise_quantities(spec)
+    return out
+
+
 def _resource_requirements(res: Any) -> None:
     if isinstance(res, dict):
         _resource_list(res.get("limits"))

@@ -152,6 +152,10 @@ class Reconciler:
         # millisecond a role): computed once per generation and module digests.
         self._templates: LRUCache[tuple[Any, ...], Template] = LRUCache(4096)
         self._templates_lock = threading.Lock()
+        # key -> (uid, resourceVersion, status) of this operator's last status
+        # write, until the watch shows it (see status_of)
+        self._written: dict[Key, tuple[str | None, str, dict[str, Any]]] = {}
+        self._written_lock = threading.Lock()
 
     def template(self, ms: ModelServing, resolved: ResolvedChain) -> Template:
         """The spec's template (revision and role hashes), memoised."""
@@ -179,6 +183,8 @@ class Reconciler:
             self.recoveries.lost(key, group, rid)
 
     def forget(self, key: Key) -> None:
+        with self._written_lock:
+            self._written.pop(key, None)
         self.expectations.forget(key)
         self.recoveries.forget(key)
         self.role_statuses.forget(key)
@@ -188,8 +194,12 @@ class Reconciler:
     def reconcile(self, key: Key, cancel: Cancel = lambda: None) -> Outcome:
         namespace, name = key
         obj = self.model_serving(namespace, name)
-        if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
-            deleted = self._delete_orphans(namespace, name, None)
+        meta = (obj or {}).get("metadata") or {}
+        if obj is None or meta.get("deletionTimestamp"):
+            # Deleted with --cascade=orphan: the garbage collector is taking the
+            # owner references off what it owned, which is then no longer ours.
+            orphaning = "orphan" in (meta.get("finalizers") or ())
+            deleted = 0 if orphaning else self._delete_orphans(namespace, name, None)
             self.forget(key)
             return Outcome("gone", deleted=deleted)
         try:
@@ -207,7 +217,7 @@ class Reconciler:
         """A spec the operator cannot serve: say so, and wait for it to change."""
         self.events.warn(obj, "InvalidSpec", message)
         if ms is not None:
-            self._write_status(obj, ms, [], (obj.get("status") or {}).get("updateRevision")
+            self._write_status(obj, ms, [], self.status_of(obj).get("updateRevision")
                                or "", Problems(invalid_spec=message))
         else:
             self._patch_invalid_condition(obj, message)
@@ -217,32 +227,52 @@ class Reconciler:
         from podplug.operator.status import SPEC_VALID, now_rfc3339
 
         meta = obj["metadata"]
-        previous = obj.get("status") or {}
+        previous = self.status_of(obj)
         conditions = [c for c in previous.get("conditions") or () if c.get("type") != SPEC_VALID]
         conditions.append({"type": SPEC_VALID, "status": "False", "reason": "InvalidSpec",
                            "message": truncate(message), "lastTransitionTime": now_rfc3339()})
-        self._patch_status(meta["namespace"], meta["name"],
-                           {**previous, "conditions": conditions,
-                            "observedGeneration": meta.get("generation")}, previous)
+        self._patch_status(obj, {**previous, "conditions": conditions,
+                                 "observedGeneration": meta.get("generation")}, previous)
 
     def _write_status(self, obj: dict[str, Any], ms: ModelServing,
                       groups: Sequence[Any], revision: str, problems: Problems) -> bool:
         """Write the status if it changed; whether it did."""
-        previous = obj.get("status") or {}
+        previous = self.status_of(obj)
         status = compute_status(ms, groups, revision, previous=previous, problems=problems)
-        meta = obj["metadata"]
-        return self._patch_status(meta["namespace"], meta["name"], status, previous)
+        return self._patch_status(obj, status, previous)
 
-    def _patch_status(self, namespace: str, name: str, status: dict[str, Any],
+    def status_of(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """The ModelServing's status as last written: the watch's copy may not show
+        this operator's own last write yet, and comparing against it would skip a
+        write the server still needs (or keep a stale lastTransitionTime)."""
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._written_lock:
+            mine = self._written.get(key)
+            if mine is not None and (mine[0] != meta.get("uid")
+                                     or _rv_at_least(meta.get("resourceVersion"), mine[1])):
+                del self._written[key]  # the watch has caught up (or another object)
+                mine = None
+        return dict(mine[2]) if mine is not None else dict(obj.get("status") or {})
+
+    def _patch_status(self, obj: Mapping[str, Any], status: dict[str, Any],
                       previous: Mapping[str, Any]) -> bool:
         if _same_status(status, previous):
             return False
+        meta = obj["metadata"]
         try:
-            self.kube.merge_patch(self.kube.model_serving_path(namespace, name, "status"),
-                                  {"status": status})
+            done = self.kube.merge_patch(
+                self.kube.model_serving_path(meta["namespace"], meta["name"], "status"),
+                {"status": status})
         except ApiError as e:
             if not e.not_found:  # deleted meanwhile
                 raise
+            return True
+        rv = (done.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            with self._written_lock:
+                self._written[(meta["namespace"], meta["name"])] = (
+                    meta.get("uid"), rv, dict(done.get("status") or status))
         return True
 
     def _delete_orphans(self, namespace: str, name: str, live_uid: str | None) -> int:
@@ -319,7 +349,7 @@ class _Pass:
             t = template_from_controller_revision(cr)
             if t is not None and t.revision != update.revision:
                 history[t.revision] = t
-        current = (self.obj.get("status") or {}).get("currentRevision") or ""
+        current = self.r.status_of(self.obj).get("currentRevision") or ""
         return Revisions(update, current, history)
 
     def _recovery(self, observed: Observed) -> tuple[Recovery, float | None]:
@@ -375,7 +405,7 @@ class _Pass:
         r = self.r
         r.metrics.hook_failed(self.ns, self.ms.name, e)
         r.events.warn(self.obj, e.condition, str(e))
-        previous = (self.obj.get("status") or {}).get("updateRevision") or ""
+        previous = r.status_of(self.obj).get("updateRevision") or ""
         revs = Revisions(Template(previous, tuple(self.ms.spec.template.roles), {}))
         r._write_status(self.obj, self.ms, group_statuses(self.ms, observed, revs), previous,
                         Problems(plugin=e))
@@ -424,7 +454,8 @@ class _Pass:
             template = update if revision == update.revision else None
             if template is None:
                 continue
-            roles = ((self.obj.get("spec") or {}).get("template") or {}).get("roles") or []
+            roles = podgen.roles_as_go_marshals(
+                ((self.obj.get("spec") or {}).get("template") or {}).get("roles") or [])
             cr = controller_revision(self.ms.name, self.ns, podgen.owner_reference(self.ms),
                                      template, roles)
             self.step.wrote = True
@@ -455,7 +486,8 @@ class _Pass:
             for svc in self._services_of(group):
                 tasks.append(lambda s=svc: r.kube.delete(f"{svc_path}/{s}"))
             if self._podgroups_enabled():
-                path = r.kube.group_path(podgroups.GROUP_VERSION, podgroups.PLURAL, ns, group)
+                pg = podgen.serving_group_name(name, g.index) if g else group
+                path = r.kube.group_path(podgroups.GROUP_VERSION, podgroups.PLURAL, ns, pg)
                 tasks.append(lambda pth=path: r.kube.delete(pth))
         for ref in p.delete_replicas:
             g = observed.group(ref.group)
@@ -755,7 +787,7 @@ class _Pass:
         (Kthena CleanupOldControllerRevisions), once the status moved on."""
         r = self.r
         fresh = r.model_serving(self.ns, self.ms.name) or self.obj
-        status = fresh.get("status") or {}
+        status = r.status_of(fresh)
         keep = {status.get("currentRevision"), status.get("updateRevision"), update.revision}
         path = r.kube.group_path("apps/v1", "controllerrevisions", self.ns)
         for cr in r.caches.revisions.owned_by(self.ns, self.ms.name):
@@ -803,3 +835,15 @@ def _metadata_patch(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict
         if diff:
             patch[field_] = diff
     return patch
+
+
+def _rv_at_least(rv: str | None, written: str) -> bool:
+    """Whether a copy at ``rv`` includes the write that returned ``written``.
+    etcd's resourceVersions are increasing integers; anything else only
+    compares equal."""
+    if rv is None:
+        return False
+    try:
+        return int(rv) >= int(written)
+    except ValueError:
+        return rv == written

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 _path = Path(__file__).resolve().parents[1] / "integration" / "conftest.py"
+# Its own imports (oci_testbed) are its siblings, as when pytest imports it.
+if str(_path.parent) not in sys.path:
+    sys.path.insert(0, str(_path.parent))
 _spec = importlib.util.spec_from_file_location("podplug_integration_fixtures", _path)
 assert _spec and _spec.loader
 _fixtures = importlib.util.module_from_spec(_spec)
