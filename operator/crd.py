@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.resources
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,7 +30,8 @@ class SchemaError(ValueError):
 
 
 def crd_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "deploy" / "crd" / CRD_FILE
+    """deploy/crd's file: package data of the wheel, the same path in a checkout."""
+    return Path(str(importlib.resources.files("podplug.crds"))) / CRD_FILE
 
 
 @functools.cache

@@ -39,6 +39,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+# Beside this module (package data of the wheel).
 _TYPES_FILE = Path(__file__).with_name("kthena_go_types.json")
 _TABLE: dict[str, Any] = json.loads(_TYPES_FILE.read_text())
 _T: dict[str, dict[str, Any]] = _TABLE["types"]
