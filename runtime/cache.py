@@ -87,6 +87,7 @@ class ModuleCache:
         if not self.usable:
             return
         data = _MAGIC + hashlib.sha256(artefact).digest() + artefact
+        tmp = None
         try:
             fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
             with os.fdopen(fd, "wb") as f:
@@ -94,6 +95,9 @@ class ModuleCache:
             os.replace(tmp, self.path(digest))  # atomic: readers never see half a file
         except OSError as e:
             log.warning("module cache: cannot write %s: %s", digest, e)
+            if tmp is not None:  # a full disk must not fill up with half-written files
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             return
         self._evict(keep=self.path(digest))
 

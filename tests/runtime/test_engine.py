@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import msgpack
@@ -84,6 +86,30 @@ class TestDiskCache:
         with Engine(cache_dir=tmp_path, max_disk_bytes=bound) as again:
             again.load(plugins[-1], "p")
             assert (again.stats["compiled"], again.stats["disk_hits"]) == (0, 1)
+
+
+    def test_a_full_disk_leaves_no_half_written_files_and_the_module_still_loads(
+        self, tmp_path: Path
+    ) -> None:
+        # A file-size limit makes every write past 4 KiB fail as a full disk does.
+        module = tmp_path / "p.wasm"
+        module.write_bytes(PLUGIN)
+        cache = tmp_path / "cache"
+        script = (
+            "import resource, signal, sys\n"
+            "from podplug.runtime import Engine\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+            f"with Engine(cache_dir={str(cache)!r}) as e:\n"
+            f"    m = e.load(open({str(module)!r}, 'rb').read(), 'p')\n"
+            "    print(e.stats['compiled'], len(m.call_raw('create', b'\\x80')))\n"
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split()[0] == "1"
+        assert "cannot write" in done.stderr
+        assert sorted(p.name for p in cache.iterdir()) == []
 
 
 class TestMemoryCache:
