@@ -243,6 +243,27 @@ def test_a_modelserving_deleted_mid_pass_gets_no_more_pods(
     eventually(lambda: pods(core, namespace) == {}, 60, "the orphans to go")
 
 
+def test_a_modelserving_deleted_with_cascade_orphan_keeps_its_pods(
+        start: Callable[..., Operator], core: client.CoreV1Api,
+        custom: client.CustomObjectsApi, namespace: str, pod_log: PodLog) -> None:
+    # `kubectl delete --cascade=orphan`: the garbage collector takes the owner
+    # references off, then the object goes. This control plane runs no garbage
+    # collector, so the ModelServing stays deleting, its "orphan" finalizer on.
+    start()
+    create(custom, namespace, small())
+    eventually(lambda: len(pods(core, namespace)) == 2, 30, "2 Pods")
+    before = set(pods(core, namespace))
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "llm",
+                                           propagation_policy="Orphan")
+    ms = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "llm")
+    assert "orphan" in ms["metadata"]["finalizers"]
+    time.sleep(4)
+    assert set(pods(core, namespace)) == before
+    assert not pod_log.deleted
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "llm",
+                                          {"metadata": {"finalizers": None}})
+
+
 # --- one backoff per object ---------------------------------------------------------------
 
 
