@@ -51,7 +51,7 @@ def demo_chain(pod: dict[str, Any], view: dict[str, Any], group: str,
         labels = meta.setdefault("labels", {})
         for key, value in (("name", owner), ("group-index", index), ("worker-index", worker),
                            ("group-key", hashlib.sha1(f"{owner}-{index}".encode()).hexdigest())):
-            labels.setdefault(LWS_PREFIX + key, value)
+            labels[LWS_PREFIX + key] = value  # overwritten, as Kthena does
     # entry-address-file
     address = (_env(main, "ENTRY_ADDRESS") or {}).get("value")
     if address:

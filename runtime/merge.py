@@ -109,6 +109,7 @@ class _State:
     what the Pod held before this plugin's ops (which they may not replace)."""
 
     grants: frozenset[str]
+    #: init containers' names too: addInitContainer must not replace one either
     template_containers: frozenset[str]
     template_volumes: frozenset[str]
     containers: set[str]
@@ -122,13 +123,14 @@ class _State:
     def of(cls, pod: Mapping[str, Any], grants: frozenset[str]) -> _State:
         spec = pod.get("spec") or {}
         names = [c.get("name", "") for c in spec.get("containers") or ()]
+        init_names = {c.get("name", "") for c in spec.get("initContainers") or ()}
         volumes = {v.get("name", ""): v for v in spec.get("volumes") or () if isinstance(v, dict)}
         return cls(
             grants=grants,
-            template_containers=frozenset(names),
+            template_containers=frozenset(names) | init_names,
             template_volumes=frozenset(volumes),
             containers=set(names),
-            init_containers={c.get("name", "") for c in spec.get("initContainers") or ()},
+            init_containers=init_names,
             volumes=volumes,
             template_mounts={(c.get("name", ""), vm.get("mountPath", "")): vm
                              for c in spec.get("containers") or ()
@@ -166,10 +168,13 @@ def _ck_env_name(name: str) -> None:
         raise Denied(f"env name {name!r} is not valid")
 
 
-def _ck_env(op: m.SetEnv | m.RemoveEnv, st: _State) -> None:
-    _ck_container(op, st)
+def _ck_env(op: m.SetEnv | m.RemoveEnv | m.AppendEnv, st: _State) -> None:
+    if not op.initContainers:
+        _ck_container(op, st)
+    elif op.container is not None and op.container not in st.init_containers:
+        raise Denied(f"no init container named {op.container!r}")
     _ck_env_name(op.name)
-    if isinstance(op, m.SetEnv):
+    if not isinstance(op, m.RemoveEnv):
         if (op.value is None) == (op.valueFrom is None):
             raise Denied("exactly one of value and valueFrom is required")
         if op.valueFrom is not None and (op.valueFrom.fieldRef is None) == (
@@ -464,10 +469,15 @@ class PodEditor:
     def spec_map(self, key: str) -> dict[str, Any]:
         return self._own(self.spec(), key, dict)
 
-    def containers(self, name: str | None) -> Iterable[dict[str, Any]]:
-        if self._containers is None:
-            self._containers = self.spec_list("containers")
-        items = self._containers
+    def containers(self, name: str | None, init: bool = False) -> Iterable[dict[str, Any]]:
+        if init:  # spec.initContainers; never created when the Pod has none
+            if not (self.pod.get("spec") or {}).get("initContainers"):
+                return
+            items = self.spec_list("initContainers")
+        else:
+            if self._containers is None:
+                self._containers = self.spec_list("containers")
+            items = self._containers
         for i, c in enumerate(items):
             if name is None or c.get("name") == name:
                 yield self._own_item(items, i)
@@ -488,14 +498,19 @@ def _ap_remove_map(target: Callable[[PodEditor], dict[str, Any]]) -> Callable[..
     return apply
 
 
-def _ap_set_env(ed: PodEditor, op: m.SetEnv) -> None:
+def _env_var(op: m.SetEnv | m.AppendEnv) -> dict[str, Any]:
     var: dict[str, Any] = {"name": op.name}
     if op.value is not None:
         var["value"] = op.value
     else:
         assert op.valueFrom is not None
         var["valueFrom"] = op.valueFrom.model_dump(exclude_none=True)
-    for c in ed.containers(op.container):
+    return var
+
+
+def _ap_set_env(ed: PodEditor, op: m.SetEnv) -> None:
+    var = _env_var(op)
+    for c in ed.containers(op.container, op.initContainers):
         env = ed.own(c, "env", list)
         for i, e in enumerate(env):
             if e.get("name") == op.name:
@@ -505,8 +520,14 @@ def _ap_set_env(ed: PodEditor, op: m.SetEnv) -> None:
             env.append(var)
 
 
+def _ap_append_env(ed: PodEditor, op: m.AppendEnv) -> None:
+    var = _env_var(op)
+    for c in ed.containers(op.container, op.initContainers):
+        ed.own(c, "env", list).append(var)
+
+
 def _ap_remove_env(ed: PodEditor, op: m.RemoveEnv) -> None:
-    for c in ed.containers(op.container):
+    for c in ed.containers(op.container, op.initContainers):
         if any(e.get("name") == op.name for e in c.get("env") or ()):
             c["env"] = [e for e in c["env"] if e.get("name") != op.name]
 
@@ -644,6 +665,8 @@ class Rule:
 
 
 _C = "spec.containers[]"
+#: the env ops: `initContainers: true` selects spec.initContainers
+_ENV = (f"{_C}.env", "spec.initContainers[].env")
 
 # The one table: validation, application, gates and docs of every op derive from it.
 RULES: dict[str, Rule] = {
@@ -655,11 +678,16 @@ RULES: dict[str, Rule] = {
                           "set `metadata.annotations[key]`"),
     "removeAnnotation": Rule(_ck_annotation, _ap_remove_map(_annotations),
                              ("metadata.annotations",), "delete it if present"),
-    "setEnv": Rule(_ck_env, _ap_set_env, (f"{_C}.env",),
+    "setEnv": Rule(_ck_env, _ap_set_env, _ENV,
                    "set or replace env var `name`; exactly one of `value` (string) or "
                    "`valueFrom` (`{fieldRef: {fieldPath}}` or `{resourceFieldRef: "
                    "{containerName?, resource, divisor?}}`: never a Secret)"),
-    "removeEnv": Rule(_ck_env, _ap_remove_env, (f"{_C}.env",), "delete env var `name`"),
+    "removeEnv": Rule(_ck_env, _ap_remove_env, _ENV, "delete env var `name`"),
+    "appendEnv": Rule(_ck_env, _ap_append_env, _ENV,
+                      "append env var `name` after the container's env, even when it has "
+                      "one of that name (Kubernetes uses the last; Kthena's demo-pod-tweaks "
+                      "appends); the value as in `setEnv`. The one op that is not "
+                      "idempotent: applied twice, it appends twice"),
     "setResource": Rule(_ck_resource, _ap_set_resource, (f"{_C}.resources",),
                         "`resources[kind][name] = quantity`; `kind` is `limits` or "
                         "`requests`, quantity a Kubernetes quantity string"),

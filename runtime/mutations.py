@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, model_validator
+from pydantic_core import PydanticCustomError
 
 
 class _Op(BaseModel):
@@ -78,17 +79,46 @@ class EnvVarSource(BaseModel):
     fieldRef: FieldRef | None = None
     resourceFieldRef: ResourceFieldRef | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _downward_api_only(cls, data: Any) -> Any:
+        # Says why, where extra="forbid" would only say "Extra inputs are not permitted".
+        for key in data if isinstance(data, dict) else ():
+            if key not in cls.model_fields:
+                raise PydanticCustomError(
+                    "env_source", "source {source} is not allowed: only fieldRef and "
+                    "resourceFieldRef (a plugin never wires a Secret or ConfigMap into a Pod)",
+                    {"source": repr(key)})
+        return data
 
-class SetEnv(_ContainerOp):
+
+class _EnvOp(_ContainerOp):
+    #: true: the op applies to ``spec.initContainers`` (``container`` names one of them)
+    #: instead of ``spec.containers``; absent or false: ``spec.containers``. Strict: a
+    #: string "false" must not select them.
+    initContainers: StrictBool | None = None
+
+
+class SetEnv(_EnvOp):
     op: Literal["setEnv"]
     name: str
     value: str | None = None
     valueFrom: EnvVarSource | None = None
 
 
-class RemoveEnv(_ContainerOp):
+class RemoveEnv(_EnvOp):
     op: Literal["removeEnv"]
     name: str
+
+
+class AppendEnv(_EnvOp):
+    """Appends env var ``name`` even where a container has one of that name (Kubernetes
+    uses the last), as Kthena's demo-pod-tweaks does; not idempotent."""
+
+    op: Literal["appendEnv"]
+    name: str
+    value: str | None = None
+    valueFrom: EnvVarSource | None = None
 
 
 class SetResource(_ContainerOp):
@@ -231,7 +261,7 @@ class AddCapabilities(_ContainerOp):
 
 Mutation = Annotated[
     SetLabel | RemoveLabel | SetAnnotation | RemoveAnnotation
-    | SetEnv | RemoveEnv | SetResource | RemoveResource
+    | SetEnv | RemoveEnv | AppendEnv | SetResource | RemoveResource
     | AddVolume | RemoveVolume | AddVolumeMount | RemoveVolumeMount
     | SetNodeSelector | RemoveNodeSelector | AddToleration
     | AddNodeAffinityRequirement | AddPreferredNodeAffinity

@@ -38,8 +38,9 @@ OPS: dict[str, tuple[str, ...]] = {
     "removeLabel": ("key",),
     "setAnnotation": ("key", "value"),
     "removeAnnotation": ("key",),
-    "setEnv": ("container?", "name", "value?", "valueFrom?"),
-    "removeEnv": ("container?", "name"),
+    "setEnv": ("container?", "initContainers?", "name", "value?", "valueFrom?"),
+    "removeEnv": ("container?", "initContainers?", "name"),
+    "appendEnv": ("container?", "initContainers?", "name", "value?", "valueFrom?"),
     "setResource": ("container?", "kind", "name", "quantity"),
     "removeResource": ("container?", "kind", "name"),
     "addVolume": ("volume",),
@@ -144,8 +145,10 @@ def validate(config: object) -> str | None:
 def build_op(call: str, step: dict) -> dict:
     """What the SDK's builder method for `call` encodes, given the step's arguments."""
     op: dict = {"op": call}
-    if call == "setEnv" and "value" in step:
+    if call in ("setEnv", "appendEnv") and "value" in step:
         step = {k: v for k, v in step.items() if k != "valueFrom"}  # value wins
+    if step.get("initContainers") is not True:  # the spec.containers methods omit it
+        step = {k: v for k, v in step.items() if k != "initContainers"}
     for field in OPS[call]:
         name = field.rstrip("?")
         if field.endswith("?") and name not in step:

@@ -69,6 +69,11 @@ POD: dict[str, Any] = {
              "volumeMounts": [{"name": "models", "mountPath": "/models"}]},
             {"name": "metrics", "image": "prom/exporter:1"},
         ],
+        # as the controller renders one: its env vars in init containers too
+        "initContainers": [
+            {"name": "fetch", "image": "busybox",
+             "env": [{"name": "WORKER_INDEX", "value": "0"}]},
+        ],
         "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "models"}},
                     {"name": "creds", "secret": {"secretName": "app-creds"}}],
         "nodeSelector": {"zone": "a"},
@@ -146,10 +151,10 @@ def check_invariants(before: dict[str, Any], after: dict[str, Any],
             _ensure(_volume_allowed(v, grants), f"volume {v} added under grants {set(grants)}")
             _ensure(name not in old_volumes or "replaceVolumes" in grants,
                     f"volume {name} replaced without replaceVolumes")
-    old_containers = {c["name"]: c for c in old_spec.get("containers") or []}
     for key, gate in (("containers", "sidecars"), ("initContainers", "initContainers")):
+        old_containers = {c["name"]: c for c in old_spec.get(key) or []}
         for c in spec.get(key) or []:
-            old_c = old_containers.get(c.get("name")) if key == "containers" else None
+            old_c = old_containers.get(c.get("name"))
             if old_c is None:
                 _ensure(gate in grants, f"{key} {c.get('name')} added without {gate}")
                 _ensure(not _privileged(c) or "privilegedContainers" in grants,
@@ -183,8 +188,9 @@ WORDS: list[Any] = sorted({
     *_ENV_SOURCES, *_ENV_FROM_SOURCES, "privileged", "hostPort", "containerPort", "add",
     "drop", "type", "RuntimeDefault", "Unconfined", "sources", "secretName", "path",
     "mountPropagation", "Bidirectional", "volumeDevices", "valueFrom", "limits", "requests",
-    "vllm", "metrics", "models", "creds", "dshm", "/models", "/x", "x", "", "ENTRY_ADDRESS",
-    "MODEL", "modelserving.volcano.sh/role", "podplug.io/plugins", "system-node-critical",
+    "vllm", "metrics", "fetch", "models", "creds", "dshm", "/models", "/x", "x", "",
+    "ENTRY_ADDRESS", "WORKER_INDEX", "MODEL", "modelserving.volcano.sh/role",
+    "podplug.io/plugins", "system-node-critical",
     "high", "nvidia.com/gpu", "8", "Exists", "In", "NoSchedule", "zone", "a", "key",
     "operator", "values", "matchExpressions", "error", "mutations", "prefix",
 })

@@ -184,6 +184,9 @@ class TestDenials:
         ({"op": "setEnv", "container": "nope", "name": "A", "value": "1"},
          "no container named 'nope'"),
         ({"op": "setEnv", "name": "A"}, "exactly one of value and valueFrom"),
+        ({"op": "appendEnv", "name": "GROUP_SIZE", "value": "9"}, "owned by the controller"),
+        ({"op": "appendEnv", "initContainers": True, "container": "nope", "name": "A",
+          "value": "1"}, "no init container named 'nope'"),
         ({"op": "setLabel", "key": "bad key!", "value": "v"}, "not a valid qualified name"),
         ({"op": "setLabel", "key": "k", "value": "x" * 64}, "label value"),
         ({"op": "setResource", "kind": "limits", "name": "cpu", "quantity": "lots"},
@@ -219,6 +222,14 @@ class TestDenials:
             run(pod, {"op": "addContainer", "container": {"name": "vllm", "image": "evil"}},
                 grants=frozenset({"sidecars"}))
 
+    def test_a_granted_init_container_cannot_replace_a_template_init_container(
+        self, pod: dict[str, Any]
+    ) -> None:
+        pod["spec"]["initContainers"] = [{"name": "fetch", "image": "busybox"}]
+        with pytest.raises(MutationDenied, match="'fetch' comes from the template"):
+            run(pod, {"op": "addInitContainer", "container": {"name": "fetch", "image": "evil"}},
+                grants=frozenset({"initContainers"}))
+
     def test_grants_are_per_gate(self, pod: dict[str, Any]) -> None:
         with pytest.raises(MutationDenied, match="'args' grant"):
             run(pod, {"op": "setArgs", "args": []}, grants=frozenset({"sidecars"}))
@@ -237,7 +248,7 @@ def test_the_vocabulary_is_closed_and_complete() -> None:
     from podplug.runtime.merge import RULES
 
     assert set(RULES) == set(OP_MODELS)
-    assert len(OP_MODELS) == 24
+    assert len(OP_MODELS) == 25
 
 
 # One valid instance of every op, to hold each to the fields its rule may write.
@@ -248,6 +259,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "removeAnnotation": {"key": "team"},
     "setEnv": {"name": "A", "value": "1"},
     "removeEnv": {"name": "MODEL"},
+    "appendEnv": {"name": "MODEL", "value": "mistral"},
     "setResource": {"kind": "limits", "name": "nvidia.com/gpu", "quantity": "1"},
     "removeResource": {"kind": "limits", "name": "cpu"},
     "addVolume": {"volume": {"name": "dshm", "emptyDir": {"medium": "Memory"}}},
@@ -283,6 +295,16 @@ def test_every_op_writes_only_the_fields_its_rule_names(pod: dict[str, Any], nam
     changed = changed_paths(pod, out)
     assert changed, f"{name} changed nothing"
     assert all(within(p, RULES[name].touches) for p in changed), changed
+
+
+@pytest.mark.parametrize("name", ["setEnv", "removeEnv", "appendEnv"])
+def test_env_ops_on_init_containers_write_only_their_env(pod: dict[str, Any], name: str) -> None:
+    from podpaths import changed_paths
+
+    pod["spec"]["initContainers"] = [{"name": "fetch", "image": "busybox",
+                                      "env": [{"name": "MODEL", "value": "llama"}]}]
+    out = run(pod, {"op": name, "initContainers": True, **SAMPLES[name]})
+    assert changed_paths(pod, out) == {"spec.initContainers[].env"}
 
 
 def test_the_abi_doc_tables_are_the_allow_list(request: pytest.FixtureRequest) -> None:

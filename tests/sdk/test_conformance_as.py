@@ -72,4 +72,4 @@ def test_module_carries_its_metadata_section(plugin: CompiledModule) -> None:
     meta = msgpack.unpackb(section, raw=False)
     assert list(meta) == ["name", "version", "hooks", "mutations", "configSchema"]
     assert meta["hooks"] == ["create", "ready", "validate_config"]
-    assert len(meta["mutations"]) == 24
+    assert len(meta["mutations"]) == 25

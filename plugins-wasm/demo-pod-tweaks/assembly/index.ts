@@ -4,14 +4,14 @@
 //
 // Like the Go plugin, on every Pod it: sets spec.runtimeClassName when
 // `runtimeClassName` is not empty (replacing the template's); sets each of
-// `annotations` (replacing same-named ones); adds each `env` entry to every
-// container (the Go plugin appends, so on a duplicate name the config's value
-// is the one the container sees; setEnv replaces it in place, same effect).
+// `annotations` (replacing same-named ones); appends each `env` entry to every
+// container and every init container, after their own env (a duplicate name
+// stays, and Kubernetes uses the last: the config's).
 // Config decoding follows Go's encoding/json: key names match
 // case-insensitively, null leaves a field unset, a wrong type is an error.
 // README.md lists the few differences and why.
 
-import { Config, HookRequest, Mutations, Value, log, onPodCreate, validateConfig } from "@podplug/sdk";
+import { Config, HookRequest, Mutations, Value, onPodCreate, validateConfig } from "@podplug/sdk";
 export { podplug_abi_version, podplug_alloc } from "@podplug/sdk";
 
 export function podplug_on_pod_create(ptr: i32, len: i32): i64 {
@@ -191,16 +191,19 @@ function create(req: HookRequest): Mutations {
   if (!req.config.ok) return m; // the SDK answers with the config error
   if (s.runtimeClassName.length) m.setRuntimeClassName(s.runtimeClassName);
   for (let i = 0; i < s.annotations.length; i += 2) m.setAnnotation(s.annotations[i], s.annotations[i + 1]);
-  for (let i = 0; i < s.env.length; i++) {
-    const e = s.env[i];
-    const from = e.valueFrom;
-    if (from !== null) m.setEnvFrom(e.name, from);
-    else m.setEnv(e.name, e.value);
-  }
-  if (s.env.length && req.pod.initContainers().length) {
-    // Kthena also appends `env` to init containers; podplug's env op reaches
-    // spec.containers only (docs/abi.md), so say so rather than differ silently.
-    log.warn("env not added to the init containers: podplug plugins can only set env in spec.containers");
-  }
+  appendEnv(m, s.env, false);
+  // Go appends to init containers after containers; a Pod without any needs no op.
+  if (req.pod.initContainers().length) appendEnv(m, s.env, true);
   return m;
+}
+
+function appendEnv(m: Mutations, env: EnvVar[], init: bool): void {
+  for (let i = 0; i < env.length; i++) {
+    const e = env[i];
+    const from = e.valueFrom;
+    if (init && from !== null) m.appendInitEnvFrom(e.name, from);
+    else if (init) m.appendInitEnv(e.name, e.value);
+    else if (from !== null) m.appendEnvFrom(e.name, from);
+    else m.appendEnv(e.name, e.value);
+  }
 }

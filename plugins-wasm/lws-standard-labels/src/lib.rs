@@ -2,8 +2,8 @@
 //! ModelServing that a LeaderWorkerSet owns, as Kthena's Go built-in of the
 //! same name sets them (pkg/model-serving-controller/plugins/lws_labels_plugin.go),
 //! so tools that select LWS Pods by label keep working when LWS delegates to
-//! ModelServing. See README.md for the labels and the one deliberate difference
-//! (labels the Pod template already sets are kept unless `overwrite: true`).
+//! ModelServing. Like the Go plugin it overwrites the labels a Pod template
+//! already sets; `overwrite: false` keeps them instead (README.md).
 
 use podplug_sdk::{Error, HookRequest, Mutations, Value};
 use serde::Deserialize;
@@ -15,12 +15,16 @@ pub const GROUP_INDEX_LABEL: &str = "leaderworkerset.sigs.k8s.io/group-index";
 pub const WORKER_INDEX_LABEL: &str = "leaderworkerset.sigs.k8s.io/worker-index";
 pub const GROUP_KEY_LABEL: &str = "leaderworkerset.sigs.k8s.io/group-key";
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Config {
-    /// Replace labels the Pod already carries (Kthena's Go plugin always does).
-    #[serde(default)]
+    /// Replace labels the Pod already carries, as Kthena's Go plugin always does.
+    #[serde(default = "kthena_overwrites")]
     overwrite: bool,
+}
+
+fn kthena_overwrites() -> bool {
+    true
 }
 
 fn create(req: &HookRequest, config: &Config) -> Result<Mutations, Error> {
@@ -142,6 +146,33 @@ mod tests {
                 sha1::hex(b"my-lws-2")
             ),
         );
+    }
+
+    /// The worker Pod `my-lws-2-default-0-3` with these labels from its template.
+    fn with_labels(req: Request, labels: &str) -> Request {
+        req.pod_json(&format!(
+            r#"{{"metadata": {{"name": "my-lws-2-default-0-3", "namespace": "default", "labels": {}}}, "spec": {{"containers": [{{"name": "main"}}]}}}}"#,
+            labels
+        ))
+    }
+
+    #[test]
+    fn labels_the_template_set_are_overwritten_as_kthena_does() {
+        let req = with_labels(request(false, "my-lws-2", "my-lws-2-default-0-3", LWS), r#"{"leaderworkerset.sigs.k8s.io/name": "from-template", "leaderworkerset.sigs.k8s.io/group-index": "2"}"#);
+        let ops = PLUGIN.create(&req.build()).unwrap();
+        let keys: Vec<&str> = ops.iter().filter_map(|m| m.get("key").and_then(Value::as_str)).collect();
+        // group-index already has the derived value: no op needed for it
+        assert_eq!(keys, [NAME_LABEL, WORKER_INDEX_LABEL, GROUP_KEY_LABEL]);
+        assert_eq!(ops.ops()[0].get("value").and_then(Value::as_str), Some("my-lws"));
+    }
+
+    #[test]
+    fn overwrite_false_keeps_the_templates_labels() {
+        let req = with_labels(request(false, "my-lws-2", "my-lws-2-default-0-3", LWS), r#"{"leaderworkerset.sigs.k8s.io/name": "from-template"}"#)
+            .config_json(r#"{"overwrite": false}"#);
+        let ops = PLUGIN.create(&req.build()).unwrap();
+        assert!(ops.iter().all(|m| m.get("key").and_then(Value::as_str) != Some(NAME_LABEL)));
+        assert_eq!(ops.len(), 3);
     }
 
     #[test]

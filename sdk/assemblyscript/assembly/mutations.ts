@@ -2,7 +2,8 @@
 // writes the op's fields in the canonical order of docs/abi.md's table and omits
 // absent optional fields, so two SDKs given the same calls emit the same bytes.
 // `...In(container, ...)` variants target one container of `spec.containers`;
-// the plain ones target every container.
+// the plain ones target every container. `...InitEnv...` methods are the env ops
+// on `spec.initContainers` (`initContainers: true`).
 
 import { Value } from "./msgpack";
 import { Container, Pod } from "./request";
@@ -13,6 +14,13 @@ function opIn(name: string, container: string | null): Value {
   const m = op(name);
   if (container !== null) m.setString("container", container);
   return m;
+}
+
+/** An env op: `container?`, `initContainers?` (only when true), `name`. */
+function envOp(name: string, container: string | null, init: bool, varName: string): Value {
+  const m = opIn(name, container);
+  if (init) m.setBool("initContainers", true);
+  return m.setString("name", varName);
 }
 
 /** The mutation set a create or ready hook returns, or the error it refuses with. */
@@ -73,6 +81,41 @@ export class Mutations {
   removeEnv(name: string): Mutations { return this.removeEnvIn(null, name); }
   removeEnvIn(container: string | null, name: string): Mutations {
     return this.push(opIn("removeEnv", container).setString("name", name));
+  }
+  /** Appends env var `name` = `value` to every container, after its own env even
+   * when it has `name` already (Kubernetes uses the last; Kthena's way). */
+  appendEnv(name: string, value: string): Mutations { return this.appendEnvIn(null, name, value); }
+  appendEnvIn(container: string | null, name: string, value: string): Mutations {
+    return this.push(envOp("appendEnv", container, false, name).setString("value", value));
+  }
+  appendEnvFrom(name: string, valueFrom: Value): Mutations { return this.appendEnvFromIn(null, name, valueFrom); }
+  appendEnvFromIn(container: string | null, name: string, valueFrom: Value): Mutations {
+    return this.push(envOp("appendEnv", container, false, name).set("valueFrom", valueFrom));
+  }
+
+  // -- env of init containers: `container` names an init container (null: every one)
+
+  setInitEnv(name: string, value: string): Mutations { return this.setInitEnvIn(null, name, value); }
+  setInitEnvIn(container: string | null, name: string, value: string): Mutations {
+    return this.push(envOp("setEnv", container, true, name).setString("value", value));
+  }
+  setInitEnvFrom(name: string, valueFrom: Value): Mutations { return this.setInitEnvFromIn(null, name, valueFrom); }
+  setInitEnvFromIn(container: string | null, name: string, valueFrom: Value): Mutations {
+    return this.push(envOp("setEnv", container, true, name).set("valueFrom", valueFrom));
+  }
+  appendInitEnv(name: string, value: string): Mutations { return this.appendInitEnvIn(null, name, value); }
+  appendInitEnvIn(container: string | null, name: string, value: string): Mutations {
+    return this.push(envOp("appendEnv", container, true, name).setString("value", value));
+  }
+  appendInitEnvFrom(name: string, valueFrom: Value): Mutations {
+    return this.appendInitEnvFromIn(null, name, valueFrom);
+  }
+  appendInitEnvFromIn(container: string | null, name: string, valueFrom: Value): Mutations {
+    return this.push(envOp("appendEnv", container, true, name).set("valueFrom", valueFrom));
+  }
+  removeInitEnv(name: string): Mutations { return this.removeInitEnvIn(null, name); }
+  removeInitEnvIn(container: string | null, name: string): Mutations {
+    return this.push(envOp("removeEnv", container, true, name));
   }
 
   // -- resources (`kind` is "limits" or "requests")

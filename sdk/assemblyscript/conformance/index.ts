@@ -22,7 +22,7 @@ export function podplug_validate_config(ptr: i32, len: i32): i64 {
 
 const CALLS: string[] = [
   "setLabel", "removeLabel", "setAnnotation", "removeAnnotation", "setEnv", "removeEnv",
-  "setResource", "removeResource", "addVolume", "removeVolume", "addVolumeMount",
+  "appendEnv", "setResource", "removeResource", "addVolume", "removeVolume", "addVolumeMount",
   "removeVolumeMount", "setNodeSelector", "removeNodeSelector", "addToleration",
   "addNodeAffinityRequirement", "addPreferredNodeAffinity", "setRuntimeClassName",
   "setSchedulerName", "setPriorityClassName", "addContainer", "addInitContainer", "setArgs",
@@ -78,17 +78,43 @@ function strings(v: Value): string[] {
   return out;
 }
 
+/** `initContainers: true` (absent or false: spec.containers). */
+function initContainers(step: Value): bool {
+  const v = step.get("initContainers");
+  return v !== null && v.isBool && v.asBool();
+}
+
+/** setEnv / appendEnv: one builder method per container list and value form;
+ * a literal value wins over valueFrom. */
+function env(append: bool, c: string | null, step: Value, m: Mutations): void {
+  const name = step.getString("name");
+  const init = initContainers(step);
+  if (step.has("value")) {
+    const value = step.getString("value");
+    if (append && init) m.appendInitEnvIn(c, name, value);
+    else if (append) m.appendEnvIn(c, name, value);
+    else if (init) m.setInitEnvIn(c, name, value);
+    else m.setEnvIn(c, name, value);
+  } else {
+    const from = field(step, "valueFrom");
+    if (append && init) m.appendInitEnvFromIn(c, name, from);
+    else if (append) m.appendEnvFromIn(c, name, from);
+    else if (init) m.setInitEnvFromIn(c, name, from);
+    else m.setEnvFromIn(c, name, from);
+  }
+}
+
 function apply(call: string, step: Value, m: Mutations): void {
   const c = target(step);
   if (call == "setLabel") m.setLabel(step.getString("key"), step.getString("value"));
   else if (call == "removeLabel") m.removeLabel(step.getString("key"));
   else if (call == "setAnnotation") m.setAnnotation(step.getString("key"), step.getString("value"));
   else if (call == "removeAnnotation") m.removeAnnotation(step.getString("key"));
-  else if (call == "setEnv") {
-    // A literal value wins over valueFrom (the builder has one method per form).
-    if (step.has("value")) m.setEnvIn(c, step.getString("name"), step.getString("value"));
-    else m.setEnvFromIn(c, step.getString("name"), field(step, "valueFrom"));
-  } else if (call == "removeEnv") m.removeEnvIn(c, step.getString("name"));
+  else if (call == "setEnv" || call == "appendEnv") env(call == "appendEnv", c, step, m);
+  else if (call == "removeEnv") {
+    if (initContainers(step)) m.removeInitEnvIn(c, step.getString("name"));
+    else m.removeEnvIn(c, step.getString("name"));
+  }
   else if (call == "setResource") {
     m.setResourceIn(c, step.getString("kind"), step.getString("name"), step.getString("quantity"));
   } else if (call == "removeResource") m.removeResourceIn(c, step.getString("kind"), step.getString("name"));

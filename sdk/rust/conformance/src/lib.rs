@@ -125,9 +125,50 @@ impl<'a> Step<'a> {
         items.iter().map(|v| v.as_str().ok_or_else(|| self.err(field, "an array of strings"))).collect()
     }
 
+    /// `initContainers: true` (absent or false: spec.containers).
+    fn init(&self) -> Result<bool, Error> {
+        match self.fields.get("initContainers") {
+            None => Ok(false),
+            Some(v) => v.as_bool().ok_or_else(|| self.err("initContainers", "a boolean")),
+        }
+    }
+
     fn kind(&self) -> Result<ResourceKind, Error> {
         ResourceKind::parse(self.str("kind")?).ok_or_else(|| self.err("kind", "limits or requests"))
     }
+}
+
+/// `setEnv` or `appendEnv`: one builder method per container list, target and
+/// value form; a literal value wins over `valueFrom`.
+fn env(m: &mut Mutations, append: bool, s: &Step) -> Result<(), Error> {
+    let name = s.str("name")?;
+    let container = s.opt_str("container")?;
+    let init = s.init()?;
+    if let Some(v) = s.opt_str("value")? {
+        match (append, init, container) {
+            (false, false, None) => m.set_env(name, v),
+            (false, false, Some(c)) => m.set_env_in(c, name, v),
+            (false, true, None) => m.set_init_env(name, v),
+            (false, true, Some(c)) => m.set_init_env_in(c, name, v),
+            (true, false, None) => m.append_env(name, v),
+            (true, false, Some(c)) => m.append_env_in(c, name, v),
+            (true, true, None) => m.append_init_env(name, v),
+            (true, true, Some(c)) => m.append_init_env_in(c, name, v),
+        };
+        return Ok(());
+    }
+    let from = EnvSource::Raw(s.value("valueFrom")?.clone());
+    match (append, init, container) {
+        (false, false, None) => m.set_env_from(name, from),
+        (false, false, Some(c)) => m.set_env_from_in(c, name, from),
+        (false, true, None) => m.set_init_env_from(name, from),
+        (false, true, Some(c)) => m.set_init_env_from_in(c, name, from),
+        (true, false, None) => m.append_env_from(name, from),
+        (true, false, Some(c)) => m.append_env_from_in(c, name, from),
+        (true, true, None) => m.append_init_env_from(name, from),
+        (true, true, Some(c)) => m.append_init_env_from_in(c, name, from),
+    };
+    Ok(())
 }
 
 /// Calls the builder method for `call` with the step's fields as arguments.
@@ -139,23 +180,15 @@ fn apply(m: &mut Mutations, call: &str, s: &Step) -> Result<(), Error> {
         "removeLabel" => m.remove_label(s.str("key")?),
         "setAnnotation" => m.set_annotation(s.str("key")?, s.str("value")?),
         "removeAnnotation" => m.remove_annotation(s.str("key")?),
-        "setEnv" => {
-            let name = s.str("name")?;
-            match (s.opt_str("value")?, container()?) {
-                (Some(v), Some(c)) => m.set_env_in(c, name, v),
-                (Some(v), None) => m.set_env(name, v),
-                (None, c) => {
-                    let from = EnvSource::Raw(s.value("valueFrom")?.clone());
-                    match c {
-                        Some(c) => m.set_env_from_in(c, name, from),
-                        None => m.set_env_from(name, from),
-                    }
-                }
-            }
+        "setEnv" | "appendEnv" => {
+            env(m, call == "appendEnv", s)?;
+            m
         }
-        "removeEnv" => match container()? {
-            Some(c) => m.remove_env_in(c, s.str("name")?),
-            None => m.remove_env(s.str("name")?),
+        "removeEnv" => match (container()?, s.init()?) {
+            (Some(c), false) => m.remove_env_in(c, s.str("name")?),
+            (None, false) => m.remove_env(s.str("name")?),
+            (Some(c), true) => m.remove_init_env_in(c, s.str("name")?),
+            (None, true) => m.remove_init_env(s.str("name")?),
         },
         "setResource" => match container()? {
             Some(c) => m.set_resource_in(c, s.kind()?, s.str("name")?, s.str("quantity")?),
