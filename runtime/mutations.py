@@ -8,9 +8,12 @@ what it may touch is :mod:`.merge`'s table.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from types import UnionType
+from typing import Annotated, Any, Literal, NotRequired, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 
 class _Op(BaseModel):
@@ -19,14 +22,6 @@ class _Op(BaseModel):
 
     #: narrowed to a Literal by each op; declared here so it is the first field
     op: str
-
-    def target(self) -> str:
-        """What the op touches, for error messages (`setLabel team`)."""
-        for name in ("key", "name", "mountPath", "value"):
-            v = getattr(self, name, None)
-            if isinstance(v, str):
-                return v
-        return ""
 
 
 class _ContainerOp(_Op):
@@ -108,8 +103,6 @@ class AddVolume(_Op):
     op: Literal["addVolume"]
     volume: dict[str, Any]
 
-    def target(self) -> str:
-        return str(self.volume.get("name", ""))
 
 
 class RemoveVolume(_Op):
@@ -121,8 +114,6 @@ class AddVolumeMount(_ContainerOp):
     op: Literal["addVolumeMount"]
     mount: dict[str, Any]
 
-    def target(self) -> str:
-        return str(self.mount.get("mountPath", ""))
 
 
 class RemoveVolumeMount(_ContainerOp):
@@ -154,8 +145,6 @@ class AddToleration(_Op):
     op: Literal["addToleration"]
     toleration: Toleration
 
-    def target(self) -> str:
-        return self.toleration.key or ""
 
 
 class NodeSelectorRequirement(BaseModel):
@@ -175,8 +164,6 @@ class AddNodeAffinityRequirement(_Op):
     op: Literal["addNodeAffinityRequirement"]
     expression: NodeSelectorRequirement
 
-    def target(self) -> str:
-        return self.expression.key
 
 
 class AddPreferredNodeAffinity(_Op):
@@ -204,16 +191,12 @@ class AddContainer(_Op):
     op: Literal["addContainer"]
     container: dict[str, Any]
 
-    def target(self) -> str:
-        return str(self.container.get("name", ""))
 
 
 class AddInitContainer(_Op):
     op: Literal["addInitContainer"]
     container: dict[str, Any]
 
-    def target(self) -> str:
-        return str(self.container.get("name", ""))
 
 
 class SetArgs(_ContainerOp):
@@ -225,8 +208,6 @@ class AddCapabilities(_ContainerOp):
     op: Literal["addCapabilities"]
     capabilities: list[str]
 
-    def target(self) -> str:
-        return ",".join(self.capabilities)
 
 
 Mutation = Annotated[
@@ -250,3 +231,107 @@ OP_MODELS: dict[str, type[_Op]] = {
 
 #: ops a ready hook may return: the live Pod only takes metadata patches
 READY_OPS = frozenset({"setLabel", "removeLabel", "setAnnotation", "removeAnnotation"})
+
+
+# --- the validator the host runs on every response ------------------------------
+# Building a pydantic model per op costs twice what validating the op does. The
+# host validates against TypedDicts derived from the models above (same fields,
+# types, constraints, extra-key rules, so the same errors word for word) in one
+# compiled discriminated union, and works on the validated dicts: an op is the
+# map the plugin sent, its optional fields absent when not given.
+
+
+def _typed(annotation: Any, made: dict[type, Any]) -> Any:
+    """``annotation`` with every model in it replaced by its TypedDict."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _typed_dict(annotation, made)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, UnionType):
+        return Union[tuple(_typed(a, made) for a in args)]  # noqa: UP007
+    if origin is list:
+        return list[_typed(args[0], made)]  # type: ignore[misc]
+    return annotation
+
+
+def _typed_dict(model: type[BaseModel], made: dict[type, Any]) -> Any:
+    if model not in made:
+        fields: dict[str, Any] = {}
+        for name, f in model.model_fields.items():
+            ann = _typed(f.annotation, made)
+            if f.metadata:
+                ann = Annotated[(ann, *f.metadata)]  # type: ignore[valid-type]
+            fields[name] = ann if f.is_required() else NotRequired[ann]
+        td = TypedDict(model.__name__, fields)  # type: ignore[operator]
+        td.__pydantic_config__ = ConfigDict(extra=model.model_config.get("extra", "ignore"))
+        made[model] = td
+    return made[model]
+
+
+#: a validated op: the map the plugin sent, checked against its model
+Op = dict[str, Any]
+
+_MADE: dict[type, Any] = {}
+#: ``list[op]`` validated into plain dicts: what ``codec.decode_mutations`` runs
+OPS: TypeAdapter[list[dict[str, Any]]] = TypeAdapter(list[Annotated[  # type: ignore[valid-type]
+    Union[tuple(_typed_dict(m, _MADE) for m in OP_MODELS.values())],  # noqa: UP007
+    Field(discriminator="op"),
+]])
+
+_TARGETS = ("key", "name", "mountPath", "value")
+
+
+def target(op: Mapping[str, Any]) -> str:
+    """What an op touches, for error messages (`setLabel team`)."""
+    name = op["op"]
+    if name in ("addVolume",):
+        return str(op["volume"].get("name", ""))
+    if name == "addVolumeMount":
+        return str(op["mount"].get("mountPath", ""))
+    if name in ("addContainer", "addInitContainer"):
+        return str(op["container"].get("name", ""))
+    if name == "addToleration":
+        return op["toleration"].get("key") or ""
+    if name == "addNodeAffinityRequirement":
+        return str(op["expression"]["key"])
+    if name == "addCapabilities":
+        return ",".join(op["capabilities"])
+    for key in _TARGETS:
+        v = op.get(key)
+        if isinstance(v, str):
+            return v
+    return ""
+
+
+def without_none(value: Any) -> Any:
+    """A validated value as Kubernetes JSON: optional fields given as null left out."""
+    if isinstance(value, dict):
+        return {k: without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_none(v) for v in value]
+    return value
+
+
+def model_at(op: str, path: tuple[Any, ...]) -> str | None:
+    """The name of the model the field at ``path`` of ``op`` holds, if it holds
+    one: pydantic words a wrong type there after the model's name."""
+    here: Any = OP_MODELS.get(op)
+    for step in path:
+        if isinstance(here, type) and issubclass(here, BaseModel) and isinstance(step, str):
+            field = here.model_fields.get(step)
+            here = field.annotation if field is not None else None
+        elif get_origin(here) is list and isinstance(step, int):
+            here = get_args(here)[0]
+        else:
+            return None
+        if get_origin(here) in (Union, UnionType):  # Optional[Model]: the model
+            here = next((a for a in get_args(here) if a is not type(None)), None)
+    return here.__name__ if isinstance(here, type) and issubclass(here, BaseModel) else None
+
+
+def dump(op: Mapping[str, Any]) -> dict[str, Any]:
+    """An op as JSON for people (``podplug run --ops``, fixture cases): fields
+    given as null left out, at the top and inside its typed fields (the
+    free-form volume, mount and container maps stay as sent)."""
+    name = op["op"]
+    return {k: without_none(v) if model_at(name, (k,)) else v
+            for k, v in op.items() if v is not None}
