@@ -10,6 +10,7 @@ costs what it touches, not a deep copy of the Pod.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -87,11 +88,23 @@ class Denied(Exception):
 
 
 def _check_qualified(key: str, what: str) -> None:
+    # Plugins send the same few keys for every Pod: remember the verdicts on
+    # keys short enough to be valid (longer ones are refused without a regex).
+    problem = _qualified_problem(key, what) if len(key) <= 317 else _qualified(key, what)
+    if problem is not None:
+        raise Denied(problem)
+
+
+def _qualified(key: str, what: str) -> str | None:
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        raise Denied(f"{what} key prefix {prefix!r} is not a DNS subdomain")
+        return f"{what} key prefix {prefix!r} is not a DNS subdomain"
     if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
-        raise Denied(f"{what} key {key!r} is not a valid qualified name")
+        return f"{what} key {key!r} is not a valid qualified name"
+    return None
+
+
+_qualified_problem = functools.lru_cache(maxsize=4096)(_qualified)
 
 
 def _check_dns(value: str, what: str, pattern: re.Pattern[str] = _DNS_SUBDOMAIN) -> None:
@@ -104,10 +117,13 @@ def _need(gate: str, what: str, grants: frozenset[str], verb: str = "needs") -> 
         raise Denied(f"{what} {verb} the {gate!r} grant in the operator policy")
 
 
-@dataclass
 class _State:
     """The names ops refer to, kept up to date as ops add and remove them, and
-    what the Pod held before this plugin's ops (which they may not replace)."""
+    what the Pod held before this plugin's ops (which they may not replace).
+
+    Each part is read from the Pod the first time a check asks for it (most
+    lists ask for none: labels, annotations, scheduling fields). The Pod does
+    not change while a list is checked, so a part read late is the same."""
 
     grants: frozenset[str]
     template_containers: frozenset[str]
@@ -119,22 +135,37 @@ class _State:
     #: (container, mountPath) -> the mount the Pod had there
     template_mounts: dict[tuple[str, str], Mapping[str, Any]]
 
+    def __init__(self, pod: Mapping[str, Any], grants: frozenset[str]) -> None:
+        self.grants = grants
+        self._spec: Mapping[str, Any] = pod.get("spec") or {}
+
     @classmethod
     def of(cls, pod: Mapping[str, Any], grants: frozenset[str]) -> _State:
-        spec = pod.get("spec") or {}
-        names = [c.get("name", "") for c in spec.get("containers") or ()]
-        volumes = {v.get("name", ""): v for v in spec.get("volumes") or () if isinstance(v, dict)}
-        return cls(
-            grants=grants,
-            template_containers=frozenset(names),
-            template_volumes=frozenset(volumes),
-            containers=set(names),
-            init_containers={c.get("name", "") for c in spec.get("initContainers") or ()},
-            volumes=volumes,
-            template_mounts={(c.get("name", ""), vm.get("mountPath", "")): vm
-                             for c in spec.get("containers") or ()
-                             for vm in c.get("volumeMounts") or () if isinstance(vm, dict)},
-        )
+        return cls(pod, grants)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for a part not read yet; afterwards it is a plain attribute.
+        spec = self._spec
+        if name == "template_containers":
+            value: Any = frozenset(c.get("name", "") for c in spec.get("containers") or ())
+        elif name == "containers":
+            value = set(self.template_containers)
+        elif name == "init_containers":
+            value = {c.get("name", "") for c in spec.get("initContainers") or ()}
+        elif name == "template_volumes":
+            value = frozenset(v.get("name", "") for v in spec.get("volumes") or ()
+                              if isinstance(v, dict))
+        elif name == "volumes":
+            value = {v.get("name", ""): v for v in spec.get("volumes") or ()
+                     if isinstance(v, dict)}
+        elif name == "template_mounts":
+            value = {(c.get("name", ""), vm.get("mountPath", "")): vm
+                     for c in spec.get("containers") or ()
+                     for vm in c.get("volumeMounts") or () if isinstance(vm, dict)}
+        else:
+            raise AttributeError(name)
+        setattr(self, name, value)
+        return value
 
 
 # --- per-op checks: (op, state) -> None, raising Denied; they may update state
