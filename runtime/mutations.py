@@ -3,7 +3,9 @@
 One pydantic model per op; field order is the canonical encoding order of
 docs/abi.md. These models check shape only (types, required fields, enums);
 whether an op is allowed on this Pod under this policy, which grant it needs and
-what it may touch is :mod:`.merge`'s table.
+what it may touch is :mod:`.merge`'s table. The host validates responses with
+:data:`OPS`, TypedDicts derived from these models: an op is then the validated
+map itself (:data:`Op`), not a model object.
 """
 
 from __future__ import annotations
@@ -221,6 +223,7 @@ Mutation = Annotated[
     Field(discriminator="op"),
 ]
 
+#: the models' own validator: what :data:`OPS` must agree with (tests/runtime/test_fuzz.py)
 MUTATIONS: TypeAdapter[list[Mutation]] = TypeAdapter(list[Mutation])
 
 #: op name -> model, in the order docs/abi.md lists them
@@ -236,9 +239,10 @@ READY_OPS = frozenset({"setLabel", "removeLabel", "setAnnotation", "removeAnnota
 # --- the validator the host runs on every response ------------------------------
 # Building a pydantic model per op costs twice what validating the op does. The
 # host validates against TypedDicts derived from the models above (same fields,
-# types, constraints, extra-key rules, so the same errors word for word) in one
-# compiled discriminated union, and works on the validated dicts: an op is the
-# map the plugin sent, its optional fields absent when not given.
+# types, constraints, extra-key rules, so the same errors; the one pydantic words
+# differently, a non-map where a model goes, codec._describe words as before)
+# in one compiled discriminated union, and works on the validated dicts: an op
+# is the map the plugin sent, its optional fields absent when not given.
 
 
 def _typed(annotation: Any, made: dict[type, Any]) -> Any:
