@@ -20,7 +20,7 @@ import fixtures
 
 from podplug.operator import podgen
 from podplug.operator.chains import model_serving_view
-from podplug.operator.revision import model_serving_revision, role_template_hashes
+from podplug.operator.revision import model_serving_revision, raw_roles, role_template_hashes
 from podplug.operator.spec import ModelServing
 from podplug.runtime import PodContext
 
@@ -92,12 +92,12 @@ def workload(obj: dict[str, Any] | None = None, *, role: str = "decode",
     """The entry (or first worker) Pod of ``role``'s first replica in group 0."""
     obj = obj or model_serving()
     ms = ModelServing.parse(obj)
-    revision = model_serving_revision(ms.spec)
-    hashes = role_template_hashes(ms.spec)
+    roles = raw_roles(ms.spec)
+    revision = model_serving_revision(roles)
+    hashes = role_template_hashes(roles)
     plans = podgen.serving_group_pods(ms, 0, revision, hashes)
-    plan = next(p for p in plans if p.role_name == role and p.is_entry == entry)
-    ctx = PodContext(plan.serving_group, plan.role_name, plan.role_id, plan.is_entry)
-    return Workload(obj, model_serving_view(obj), ctx, plan.pod)
+    plan = next(p for p in plans if p.context.role_name == role and p.context.is_entry == entry)
+    return Workload(obj, model_serving_view(obj), plan.context, plan.pod)
 
 
 def request_size(w: Workload) -> int:

@@ -38,6 +38,7 @@ from podplug.runtime import (
     Engine,
     InvalidConfig,
     PodplugError,
+    mutations,
 )
 
 from ._common import add_limit_options, dump, limits_from, read_bytes
@@ -126,7 +127,7 @@ def run_case(module: CompiledModule, case: Case, args: argparse.Namespace) -> st
     if "error" in expect:
         return f"succeeded, expected an error with {expect['error']!r}"
     if "ops" in expect:
-        got = [op.model_dump(exclude_none=True) for _, op in result.ops]
+        got = [mutations.dump(op) for _, op in result.ops]
         return None if got == expect["ops"] else _diff(expect["ops"], got, "ops")
     got_pod = result.pod
     annotations = (got_pod.get("metadata") or {}).get("annotations") or {}

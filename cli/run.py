@@ -14,6 +14,7 @@ from podplug.runtime import (
     Engine,
     FailurePolicy,
     PodContext,
+    mutations,
 )
 from podplug.runtime.abi import LOG_LEVEL_NAMES
 from podplug.runtime.merge import GATES
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"podplug: {r.plugin} ({r.hook}): {r.ops} ops in {r.duration_s * 1000:.2f} ms, "
               f"{r.fuel_used:,} fuel", file=sys.stderr)
     if args.ops:
-        sys.stdout.write(dump([op.model_dump(exclude_none=True) for _, op in result.ops],
+        sys.stdout.write(dump([mutations.dump(op) for _, op in result.ops],
                               args.output))
     else:
         sys.stdout.write(dump(result.pod, args.output))

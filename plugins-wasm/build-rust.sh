@@ -66,7 +66,7 @@ NICE=(nice -n 10)
 # Absolute paths reach the module through panic locations (file!()); the mirror's
 # location differs between a developer's tree and CI's clone.
 # A 256 KiB stack instead of rustc's 1 MiB (the SDK bounds nesting at 256):
-# the heap then starts below the 1 MiB the host keeps resident per instance.
+# less linear memory for wasmtime to map and reset per instance.
 export RUSTFLAGS="--remap-path-prefix=$STAGE=/podplug -C link-arg=-zstack-size=262144"
 
 step() { printf '==> %s\n' "$*"; }

@@ -18,7 +18,7 @@ from . import codec, merge
 from .engine import CompiledModule
 from .errors import ChainConfigError, ConfigTooLarge, InvalidConfig, PluginError, PodplugError
 from .limits import Limits
-from .mutations import READY_OPS, _Op
+from .mutations import READY_OPS, Op
 
 #: the annotation recording what each plugin did to a Pod
 AUDIT_ANNOTATION = "podplug.io/plugins"
@@ -108,7 +108,7 @@ class ChainResult:
     pod: dict[str, Any]
     records: list[CallRecord]
     #: (plugin, op) in the order applied
-    ops: list[tuple[str, _Op]]
+    ops: list[tuple[str, Op]]
 
 
 class ChainError(PodplugError):
@@ -209,39 +209,52 @@ class Chain:
     ) -> ChainResult:
         context = codec.context_fields(ctx.serving_group, ctx.role_name, ctx.role_id, ctx.is_entry)
         records: list[CallRecord] = []
-        applied: list[tuple[str, _Op]] = []
-        current: Mapping[str, Any] = pod
-        packed: bytes | None = None  # ``current`` packed; kept while plugins change nothing
-        for e in self.entries:
-            if hook not in e.module.hooks or not e.scope.matches(ctx.role_name, ctx.is_entry):
-                continue
-            fuel = duration = 0.0
-            logs: tuple[tuple[int, str], ...] = ()
-            try:
-                if packed is None:
-                    packed = codec.pod_field(current, plugin_name=e.name, hook_name=hook)
-                request = self._request(e, hook, ctx, context, packed)
-                raw = e.module.invoke(hook, request, e.limits, e.name)
-                fuel, duration, logs = raw.fuel_used, raw.duration_s, raw.logs
-                ops = codec.decode_mutations(raw.output, e.name, hook)
-                merged = merge.merge(ops, current, plugin=e.name, hook=hook, grants=e.grants,
-                                     allowed_ops=allowed) if ops else current
-            except PluginError as err:
-                outcome = "ignored" if e.failure_policy is FailurePolicy.IGNORE else "failed"
-                records.append(CallRecord(e.name, e.module.digest, hook, duration, int(fuel), 0,
-                                          outcome, err, logs))
-                if outcome == "failed":
-                    raise ChainError(err, records) from err
-                continue
-            if ops:
-                current, packed = merged, None
-                applied.extend((e.name, op) for op in ops)
-            records.append(CallRecord(e.name, e.module.digest, hook, duration, int(fuel),
-                                      len(ops), "applied", None, logs))
-        result = dict(current)
+        applied: list[tuple[str, Op]] = []
+        # One copy-on-write editor for the run: what one plugin's ops copied, the
+        # next plugin's write in place. Each plugin's list is checked whole
+        # before any of it is applied, so a denied op still applies nothing.
+        editor = merge.PodEditor(pod)
+        packed: bytes | None = None  # the Pod packed; kept while plugins change nothing
+        session = None
+        try:
+            for e in self.entries:
+                if hook not in e.module.hooks or not e.scope.matches(ctx.role_name, ctx.is_entry):
+                    continue
+                if session is None:
+                    # One Store for the run, a fresh instance per plugin
+                    # (docs/runtime.md, "One Store per chain run").
+                    session = e.module.engine.session().__enter__()
+                fuel = duration = 0.0
+                logs: tuple[tuple[int, str], ...] = ()
+                try:
+                    if packed is None:
+                        packed = codec.pod_field(editor.pod, plugin_name=e.name, hook_name=hook)
+                    request = self._request(e, hook, ctx, context, packed)
+                    raw = session.invoke(e.module, hook, request, e.limits, e.name)
+                    fuel, duration, logs = raw.fuel_used, raw.duration_s, raw.logs
+                    ops = codec.decode_mutations(raw.output, e.name, hook)
+                    if ops:
+                        merge.check(ops, editor.pod, plugin=e.name, hook=hook, grants=e.grants,
+                                    allowed_ops=allowed)
+                except PluginError as err:
+                    outcome = "ignored" if e.failure_policy is FailurePolicy.IGNORE else "failed"
+                    records.append(CallRecord(e.name, e.module.digest, hook, duration, int(fuel),
+                                              0, outcome, err, logs))
+                    if outcome == "failed":
+                        raise ChainError(err, records) from err
+                    continue
+                if ops:
+                    merge.apply(editor, ops)
+                    packed = None
+                    applied.extend((e.name, op) for op in ops)
+                records.append(CallRecord(e.name, e.module.digest, hook, duration, int(fuel),
+                                          len(ops), "applied", None, logs))
+        finally:
+            if session is not None:
+                session.close()
         if hook == "create":
-            result = _annotate(result, records)
-        return ChainResult(result, records, applied)
+            editor.metadata_map("annotations")[AUDIT_ANNOTATION] = audit_value(records)
+        return ChainResult(editor.pod, records, applied)
 
 
 def audit_value(records: Sequence[CallRecord]) -> str:
@@ -250,12 +263,3 @@ def audit_value(records: Sequence[CallRecord]) -> str:
         f'{{"plugin":{json.dumps(r.plugin)},"digest":"sha256:{r.digest}","ops":{r.ops}}}'
         for r in records if r.outcome == "applied"
     ) + "]"
-
-
-def _annotate(pod: dict[str, Any], records: Sequence[CallRecord]) -> dict[str, Any]:
-    meta = dict(pod.get("metadata") or {})
-    annotations = dict(meta.get("annotations") or {})
-    annotations[AUDIT_ANNOTATION] = audit_value(records)
-    meta["annotations"] = annotations
-    pod["metadata"] = meta
-    return pod

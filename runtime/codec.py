@@ -20,9 +20,9 @@ from typing import Any
 import msgpack
 from pydantic import ValidationError
 
-from . import abi
+from . import abi, mutations
 from .errors import InvalidInput, InvalidOutput, PluginReportedError
-from .mutations import MUTATIONS, _Op
+from .mutations import Op
 
 _FIXMAP = 0x80
 #: the keys of a role that hold Pod templates (dropped from v2 requests)
@@ -122,12 +122,13 @@ def _decode_map(raw: bytes, plugin: str, hook: str) -> dict[str, Any]:
     return value
 
 
-#: the canonical response of a plugin that changes nothing: skips pydantic
+#: the canonical response of a plugin that changes nothing: skips validation
 _NO_MUTATIONS = msgpack.packb({"mutations": []})
 
 
-def decode_mutations(raw: bytes, plugin: str, hook: str) -> list[_Op]:
-    """The ops of a create/ready response; a plugin-reported error raises."""
+def decode_mutations(raw: bytes, plugin: str, hook: str) -> list[Op]:
+    """The ops of a create/ready response, validated (:data:`.mutations.OPS`);
+    a plugin-reported error raises."""
     if raw == _NO_MUTATIONS:
         return []
     value = _decode_map(raw, plugin, hook)
@@ -140,7 +141,7 @@ def decode_mutations(raw: bytes, plugin: str, hook: str) -> list[_Op]:
     if not isinstance(ops, list):
         raise InvalidOutput(plugin, hook, "'mutations' is not an array")
     try:
-        return MUTATIONS.validate_python(ops)  # type: ignore[return-value]
+        return mutations.OPS.validate_python(ops)
     except ValidationError as e:
         raise InvalidOutput(plugin, hook, _describe(e, ops)) from None
 
@@ -157,7 +158,11 @@ def _describe(e: ValidationError, ops: list[Any]) -> str:
         return f"op #{index}: unknown op {name!r}" if name else f"op #{index}: no 'op' key"
     field = ".".join(str(x) for x in loc[2:])
     where = f"{field}: " if field else ""
-    return f"op #{index} {name}: {where}{first['msg']}"
+    msg = first["msg"]
+    if first["type"] == "dict_type" and (model := mutations.model_at(name, tuple(loc[2:]))):
+        # worded as a pydantic model words it (the ops are TypedDicts)
+        msg = f"Input should be a valid dictionary or instance of {model}"
+    return f"op #{index} {name}: {where}{msg}"
 
 
 def decode_validation(raw: bytes, plugin: str) -> tuple[bool, str]:

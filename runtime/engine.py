@@ -19,6 +19,7 @@ and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import importlib.metadata
@@ -132,9 +133,24 @@ class RawCall:
 # in a module global): every failure becomes a trap with a message.
 
 
+class _StoreData:
+    """What a Store's data pointer points at: the state of the call running in
+    it. A session's Store serves its calls in turn, each with a fresh CallState."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = CallState()
+
+
+def _state_of(ctx: Any) -> CallState:
+    data: _StoreData = ctypes.cast(_G.context_get_data(ctx), ctypes.py_object).value
+    return data.state
+
+
 def _state_and_memory(caller: Any) -> tuple[CallState, int, int]:
     ctx = _G.caller_context(caller)
-    state: CallState = ctypes.cast(_G.context_get_data(ctx), ctypes.py_object).value
+    state = _state_of(ctx)
     ext = C.wasmtime_extern_t()
     if not _G.caller_export_get(caller, b"memory", 6, ctypes.byref(ext)):
         raise ValueError("the module exports no memory")
@@ -153,11 +169,8 @@ def _read(base: int, size: int, ptr: int, length: int) -> bytes:
 
 def _fault(caller: Any, message: str) -> int:
     """Record why a host function refused the guest, and trap."""
-    try:
-        ctx = _G.caller_context(caller)
-        ctypes.cast(_G.context_get_data(ctx), ctypes.py_object).value.host_fault = message
-    except BaseException:
-        pass  # the trap below still carries the message
+    with contextlib.suppress(BaseException):  # the trap below still carries the message
+        _state_of(_G.caller_context(caller)).host_fault = message
     return _trap(message)
 
 
@@ -295,6 +308,11 @@ class Engine:
         while not (self._stop.wait(self.epoch_tick_s) and self._active == 0):
             self._wasm.increment_epoch()
 
+    def session(self) -> Session:
+        """One Store for a run of calls (a chain run); each call still gets a
+        fresh Instance. Use it as a context manager, from one thread."""
+        return Session(self)
+
     # -- loading
 
     def load(self, source: bytes | bytearray | str | Path, name: str) -> CompiledModule:
@@ -347,9 +365,11 @@ class Engine:
 
 #: instance slots in the pool: far more than the threads that call plugins at once
 _POOL_INSTANCES = 64
-#: linear memory kept mapped between uses of a slot (memset instead of a fresh
-#: mapping): a request and its response fit, so a call takes no page faults
-_POOL_KEEP_RESIDENT = 1 << 20
+#: linear memory kept mapped between uses of a slot (reset by memset instead of
+#: decommitted). None: on Linux >= 6.7 wasmtime resets only the pages a call
+#: dirtied either way, and decommitting them measured cheaper, in the reset and
+#: in the next instantiation, than keeping 1 MiB resident (docs/runtime.md)
+_POOL_KEEP_RESIDENT = 0
 
 
 def _enable_pooling(config: wasmtime.Config, max_memory_bytes: int) -> bool:
@@ -481,7 +501,8 @@ class CompiledModule:
                               f"({', '.join(sig[0])}) -> ({', '.join(sig[1])})")
 
     def _abi_version(self, name: str) -> int:
-        with _Call(self, name, "load", Limits(fuel=1_000_000, timeout_s=1.0)) as call:
+        with Session(self.engine) as session:
+            call = session.begin(self, name, "load", Limits(fuel=1_000_000, timeout_s=1.0), 0)
             return call.call_func(call.export_func(abi.ABI_VERSION_EXPORT), ()) or 0
 
     def call_raw(self, hook: str, request: bytes, limits: Limits | None = None,
@@ -490,28 +511,10 @@ class CompiledModule:
         return self.invoke(hook, request, limits or Limits(), plugin or self.digest[:12]).output
 
     def invoke(self, hook: str, request: bytes, limits: Limits, plugin: str) -> RawCall:
-        """Run one hook in a fresh instance. Raises a :class:`PluginError`."""
-        if len(request) > limits.max_input_bytes:
-            raise InvalidInput(plugin, hook, f"request of {len(request)} bytes exceeds the "
-                               f"{limits.max_input_bytes}-byte cap")
-        if hook not in self._hooks:
-            raise KeyError(hook)
-        start = time.perf_counter()
-        with _Call(self, plugin, hook, limits, len(request)) as call:
-            alloc = call.export_func(abi.ALLOC_EXPORT)
-            ptr = call.call_func(alloc, (len(request),)) & _U32
-            if ptr == 0 and request:
-                raise InvalidOutput(plugin, hook, f"podplug_alloc({len(request)}) returned 0")
-            call.write(ptr, request)
-            packed = call.call_func(call.export_func(self._names[hook]), (ptr, len(request)))
-            out_ptr, out_len = (packed >> 32) & _U32, packed & _U32
-            if out_len > limits.max_output_bytes:
-                raise InvalidOutput(plugin, hook, f"response of {out_len} bytes exceeds the "
-                                    f"{limits.max_output_bytes}-byte cap")
-            output = call.read(out_ptr, out_len)
-            fuel = call.fuel_used()
-            logs = tuple(call.state.logs)
-        return RawCall(output, fuel, time.perf_counter() - start, logs)
+        """Run one hook in a fresh instance in a Store of its own. Raises a
+        :class:`PluginError`."""
+        with Session(self.engine) as session:
+            return session.invoke(self, hook, request, limits, plugin)
 
 
 def _metadata(wasm: bytes) -> Mapping[str, Any] | None:
@@ -527,62 +530,142 @@ def _metadata(wasm: bytes) -> Mapping[str, Any] | None:
 
 #: args-and-results buffer: every export podplug calls has at most 2 params, 1 result
 _Vals2 = C.wasmtime_val_raw_t * 2
+#: instances a session's Store holds before it makes a new one: each keeps its
+#: pool slot (and linear memory) until the Store is deleted, and the pool has
+#: _POOL_INSTANCES slots for every thread together
+_INSTANCES_PER_STORE = 8
+
+
+class Session:
+    """A run of hook calls (one chain run) sharing one Store.
+
+    Every call still gets a fresh Instance from the module's InstancePre: its own
+    linear memory, globals and table, its own fuel, epoch deadline and memory cap
+    (set on the Store before it is instantiated), and a fresh CallState for its
+    host functions. What the calls share is the Store's bookkeeping, whose
+    creation and first instantiation cost more than the instance itself
+    (docs/runtime.md, "One Store per chain run"). A Store is deleted when the
+    session closes, or after ``_INSTANCES_PER_STORE`` instances.
+    """
+
+    __slots__ = ("_ctx", "_data", "_entered", "_instances", "_store", "engine")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._data = _StoreData()
+        self._store: Any = None
+        self._ctx: Any = None
+        self._instances = 0
+        self._entered = False
+
+    def __enter__(self) -> Session:
+        self.engine._enter_call()
+        self._entered = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Delete the Store (and with it every instance of the session). Idempotent."""
+        self._drop_store()
+        if self._entered:
+            self._entered = False
+            self.engine._exit_call()
+
+    def _drop_store(self) -> None:
+        if self._store is not None:
+            store, self._store = self._store, None
+            C._wasmtime_store_delete(store)
+
+    def _context(self) -> Any:
+        if self._store is None or self._instances >= _INSTANCES_PER_STORE:
+            self._drop_store()
+            self._store = _G.store_new(self.engine._wasm.ptr(), ctypes.c_void_p(id(self._data)),
+                                       _NO_FINALIZER)
+            self._ctx = _G.store_context(self._store)
+            self._instances = 0
+        return self._ctx
+
+    def begin(self, mod: CompiledModule, plugin: str, hook: str, limits: Limits,
+              request_len: int) -> _Call:
+        """A fresh instance of ``mod`` under ``limits``, ready to be called."""
+        if not self._entered:
+            raise RuntimeError("a Session is used inside a with block")
+        ctx = self._context()
+        call = _Call(self, ctx, mod, plugin, hook, limits, request_len)
+        self._data.state = call.state
+        self._instances += 1
+        call.instantiate()
+        return call
+
+    def invoke(self, mod: CompiledModule, hook: str, request: bytes, limits: Limits,
+               plugin: str) -> RawCall:
+        """Run one hook in a fresh instance. Raises a :class:`PluginError`."""
+        if mod.engine is not self.engine:  # a Store serves one engine's modules only
+            return mod.invoke(hook, request, limits, plugin)
+        if len(request) > limits.max_input_bytes:
+            raise InvalidInput(plugin, hook, f"request of {len(request)} bytes exceeds the "
+                               f"{limits.max_input_bytes}-byte cap")
+        if hook not in mod._hooks:
+            raise KeyError(hook)
+        start = time.perf_counter()
+        call = self.begin(mod, plugin, hook, limits, len(request))
+        alloc = call.export_func(abi.ALLOC_EXPORT)
+        ptr = call.call_func(alloc, (len(request),)) & _U32
+        if ptr == 0 and request:
+            raise InvalidOutput(plugin, hook, f"podplug_alloc({len(request)}) returned 0")
+        call.write(ptr, request)
+        packed = call.call_func(call.export_func(mod._names[hook]), (ptr, len(request)))
+        out_ptr, out_len = (packed >> 32) & _U32, packed & _U32
+        if out_len > limits.max_output_bytes:
+            raise InvalidOutput(plugin, hook, f"response of {out_len} bytes exceeds the "
+                                f"{limits.max_output_bytes}-byte cap")
+        output = call.read(out_ptr, out_len)
+        return RawCall(output, call.fuel_used(), time.perf_counter() - start,
+                       tuple(call.state.logs))
 
 
 class _Call:
-    """One Store + Instance, alive for one hook call."""
+    """One Instance in a session's Store, alive for one hook call."""
 
     __slots__ = (
         "_ctx",
         "_instance",
         "_mem",
-        "_store",
         "fuel",
         "hook",
         "limits",
         "mod",
         "plugin",
+        "session",
         "state",
     )
 
-    def __init__(self, mod: CompiledModule, plugin: str, hook: str, limits: Limits,
-                 request_len: int = 0) -> None:
+    def __init__(self, session: Session, ctx: Any, mod: CompiledModule, plugin: str, hook: str,
+                 limits: Limits, request_len: int) -> None:
+        self.session, self._ctx = session, ctx
         self.mod, self.plugin, self.hook, self.limits = mod, plugin, hook, limits
         self.state = CallState()
         self.fuel = limits.fuel_for(request_len)
 
-    def __enter__(self) -> _Call:
-        engine = self.mod.engine
-        engine._enter_call()
-        self._store = _G.store_new(
-            engine._wasm.ptr(), ctypes.c_void_p(id(self.state)),
-            _NO_FINALIZER,
+    def instantiate(self) -> None:
+        ctx, store = self._ctx, self.session._store
+        # Fuel, deadline and memory cap are the Store's: set for this call, before
+        # this call's instance exists (its start function runs under them too).
+        self._check(_G.set_fuel(ctx, self.fuel), None)
+        _G.set_epoch_deadline(ctx, math.ceil(self.limits.timeout_s / self.mod.engine.epoch_tick_s)
+                              + 1)
+        _G.store_limiter(store, self.limits.memory_bytes, -1, -1, -1, -1)
+        self._instance = C.wasmtime_instance_t()
+        trap = ctypes.POINTER(C.wasm_trap_t)()
+        err = C._wasmtime_instance_pre_instantiate(
+            self.mod._pre_ptr, ctx, ctypes.byref(self._instance), ctypes.byref(trap)
         )
-        ctx = self._ctx = _G.store_context(self._store)
-        try:
-            self._check(_G.set_fuel(ctx, self.fuel), None)
-            ticks = math.ceil(self.limits.timeout_s / engine.epoch_tick_s) + 1
-            _G.set_epoch_deadline(ctx, ticks)
-            _G.store_limiter(self._store, self.limits.memory_bytes, -1, -1, -1, -1)
-            self._instance = C.wasmtime_instance_t()
-            trap = ctypes.POINTER(C.wasm_trap_t)()
-            err = C._wasmtime_instance_pre_instantiate(
-                self.mod._pre_ptr, ctx, ctypes.byref(self._instance), ctypes.byref(trap)
-            )
-            self._check(err, trap)
-            ext = C.wasmtime_extern_t()
-            _G.instance_export_get(ctx, ctypes.byref(self._instance), b"memory", 6,
-                                            ctypes.byref(ext))
-            self._mem = ext.of.memory
-        except BaseException:
-            C._wasmtime_store_delete(self._store)
-            engine._exit_call()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        C._wasmtime_store_delete(self._store)
-        self.mod.engine._exit_call()
+        self._check(err, trap)
+        ext = C.wasmtime_extern_t()
+        _G.instance_export_get(ctx, ctypes.byref(self._instance), b"memory", 6, ctypes.byref(ext))
+        self._mem = ext.of.memory
 
     def export_func(self, name: bytes | str) -> Any:
         raw = name.encode() if isinstance(name, str) else name

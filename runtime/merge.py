@@ -1,16 +1,18 @@
 """Validate a plugin's mutation list against the allow-list and apply it.
 
-All-or-nothing: :func:`merge` checks each op against the Pod as the earlier ops
-of the same list left it, then applies it, on a copy-on-write view: a denied op
-discards the view, and the caller's Pod is never mutated. :class:`PodEditor`
+All-or-nothing: :func:`check` checks every op of a plugin's list against the Pod
+as the earlier ops of the same list leave it, before :func:`apply` applies any,
+on a copy-on-write view: a denied op applies nothing, and the caller's Pod is
+never mutated. :class:`PodEditor`
 copies a nested dict or list the first time an op writes under it, so a change
 costs what it touches, not a deep copy of the Pod.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,11 +88,23 @@ class Denied(Exception):
 
 
 def _check_qualified(key: str, what: str) -> None:
+    # Plugins send the same few keys for every Pod: remember the verdicts on
+    # keys short enough to be valid (longer ones are refused without a regex).
+    problem = _qualified_problem(key, what) if len(key) <= 317 else _qualified(key, what)
+    if problem is not None:
+        raise Denied(problem)
+
+
+def _qualified(key: str, what: str) -> str | None:
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        raise Denied(f"{what} key prefix {prefix!r} is not a DNS subdomain")
+        return f"{what} key prefix {prefix!r} is not a DNS subdomain"
     if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
-        raise Denied(f"{what} key {key!r} is not a valid qualified name")
+        return f"{what} key {key!r} is not a valid qualified name"
+    return None
+
+
+_qualified_problem = functools.lru_cache(maxsize=4096)(_qualified)
 
 
 def _check_dns(value: str, what: str, pattern: re.Pattern[str] = _DNS_SUBDOMAIN) -> None:
@@ -103,10 +117,13 @@ def _need(gate: str, what: str, grants: frozenset[str], verb: str = "needs") -> 
         raise Denied(f"{what} {verb} the {gate!r} grant in the operator policy")
 
 
-@dataclass
 class _State:
     """The names ops refer to, kept up to date as ops add and remove them, and
-    what the Pod held before this plugin's ops (which they may not replace)."""
+    what the Pod held before this plugin's ops (which they may not replace).
+
+    Each part is read from the Pod the first time a check asks for it (most
+    lists ask for none: labels, annotations, scheduling fields). The Pod does
+    not change while a list is checked, so a part read late is the same."""
 
     grants: frozenset[str]
     #: init containers' names too: addInitContainer must not replace one either
@@ -119,46 +136,60 @@ class _State:
     #: (container, mountPath) -> the mount the Pod had there
     template_mounts: dict[tuple[str, str], Mapping[str, Any]]
 
+    def __init__(self, pod: Mapping[str, Any], grants: frozenset[str]) -> None:
+        self.grants = grants
+        self._spec: Mapping[str, Any] = pod.get("spec") or {}
+
     @classmethod
     def of(cls, pod: Mapping[str, Any], grants: frozenset[str]) -> _State:
-        spec = pod.get("spec") or {}
-        names = [c.get("name", "") for c in spec.get("containers") or ()]
-        init_names = {c.get("name", "") for c in spec.get("initContainers") or ()}
-        volumes = {v.get("name", ""): v for v in spec.get("volumes") or () if isinstance(v, dict)}
-        return cls(
-            grants=grants,
-            template_containers=frozenset(names) | init_names,
-            template_volumes=frozenset(volumes),
-            containers=set(names),
-            init_containers=init_names,
-            volumes=volumes,
-            template_mounts={(c.get("name", ""), vm.get("mountPath", "")): vm
-                             for c in spec.get("containers") or ()
-                             for vm in c.get("volumeMounts") or () if isinstance(vm, dict)},
-        )
+        return cls(pod, grants)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for a part not read yet; afterwards it is a plain attribute.
+        spec = self._spec
+        if name == "template_containers":
+            value: Any = frozenset(self.containers) | self.init_containers
+        elif name == "containers":
+            value = {c.get("name", "") for c in spec.get("containers") or ()}
+        elif name == "init_containers":
+            value = {c.get("name", "") for c in spec.get("initContainers") or ()}
+        elif name == "template_volumes":
+            value = frozenset(v.get("name", "") for v in spec.get("volumes") or ()
+                              if isinstance(v, dict))
+        elif name == "volumes":
+            value = {v.get("name", ""): v for v in spec.get("volumes") or ()
+                     if isinstance(v, dict)}
+        elif name == "template_mounts":
+            value = {(c.get("name", ""), vm.get("mountPath", "")): vm
+                     for c in spec.get("containers") or ()
+                     for vm in c.get("volumeMounts") or () if isinstance(vm, dict)}
+        else:
+            raise AttributeError(name)
+        setattr(self, name, value)
+        return value
 
 
 # --- per-op checks: (op, state) -> None, raising Denied; they may update state
 
 
-def _ck_container(op: m._ContainerOp, st: _State) -> None:
-    if op.container is not None and op.container not in st.containers:
-        raise Denied(f"no container named {op.container!r}")
+def _ck_container(op: m.Op, st: _State) -> None:
+    if op.get("container") is not None and op.get("container") not in st.containers:
+        raise Denied(f"no container named {op.get('container')!r}")
 
 
-def _ck_label(op: m.SetLabel | m.RemoveLabel, st: _State) -> None:
-    if op.key.startswith(RESERVED_LABEL_PREFIX):
+def _ck_label(op: m.Op, st: _State) -> None:
+    if op["key"].startswith(RESERVED_LABEL_PREFIX):
         raise Denied("label is owned by the controller")
-    _check_qualified(op.key, "label")
-    if isinstance(op, m.SetLabel) and (len(op.value) > 63 or not _LABEL_VALUE.match(op.value)):
-        raise Denied(f"label value {op.value!r} is not valid "
+    _check_qualified(op["key"], "label")
+    if op["op"] == "setLabel" and (len(op["value"]) > 63 or not _LABEL_VALUE.match(op["value"])):
+        raise Denied(f"label value {op['value']!r} is not valid "
                      "(at most 63 characters: alphanumerics and -_.)")
 
 
-def _ck_annotation(op: m.SetAnnotation | m.RemoveAnnotation, st: _State) -> None:
-    if op.key.startswith(RESERVED_ANNOTATION_PREFIX):
+def _ck_annotation(op: m.Op, st: _State) -> None:
+    if op["key"].startswith(RESERVED_ANNOTATION_PREFIX):
         raise Denied("annotation is owned by podplug")
-    _check_qualified(op.key, "annotation")
+    _check_qualified(op["key"], "annotation")
 
 
 def _ck_env_name(name: str) -> None:
@@ -168,26 +199,27 @@ def _ck_env_name(name: str) -> None:
         raise Denied(f"env name {name!r} is not valid")
 
 
-def _ck_env(op: m.SetEnv | m.RemoveEnv | m.AppendEnv, st: _State) -> None:
-    if not op.initContainers:
+def _ck_env(op: m.Op, st: _State) -> None:
+    if not op.get("initContainers"):
         _ck_container(op, st)
-    elif op.container is not None and op.container not in st.init_containers:
-        raise Denied(f"no init container named {op.container!r}")
-    _ck_env_name(op.name)
-    if not isinstance(op, m.RemoveEnv):
-        if (op.value is None) == (op.valueFrom is None):
+    elif op.get("container") is not None and op["container"] not in st.init_containers:
+        raise Denied(f"no init container named {op['container']!r}")
+    _ck_env_name(op["name"])
+    if op["op"] != "removeEnv":
+        source = op.get("valueFrom")
+        if (op.get("value") is None) == (source is None):
             raise Denied("exactly one of value and valueFrom is required")
-        if op.valueFrom is not None and (op.valueFrom.fieldRef is None) == (
-            op.valueFrom.resourceFieldRef is None
+        if source is not None and (source.get("fieldRef") is None) == (
+            source.get("resourceFieldRef") is None
         ):
             raise Denied("valueFrom needs exactly one of fieldRef and resourceFieldRef")
 
 
-def _ck_resource(op: m.SetResource | m.RemoveResource, st: _State) -> None:
+def _ck_resource(op: m.Op, st: _State) -> None:
     _ck_container(op, st)
-    _check_qualified(op.name, "resource")
-    if isinstance(op, m.SetResource) and not _QUANTITY.match(op.quantity):
-        raise Denied(f"quantity {op.quantity!r} is not a Kubernetes quantity")
+    _check_qualified(op["name"], "resource")
+    if op["op"] == "setResource" and not _QUANTITY.match(op["quantity"]):
+        raise Denied(f"quantity {op['quantity']!r} is not a Kubernetes quantity")
 
 
 def volume_gates(volume: Mapping[str, Any]) -> set[str]:
@@ -229,23 +261,23 @@ def _source_of(volume: Mapping[str, Any]) -> str:
     return next((k for k in volume if k != "name"), "no")
 
 
-def _ck_add_volume(op: m.AddVolume, st: _State) -> None:
-    name = op.volume.get("name")
+def _ck_add_volume(op: m.Op, st: _State) -> None:
+    name = op["volume"].get("name")
     if not isinstance(name, str):
         raise Denied("volume needs a name")
     _check_dns(name, "volume name", _DNS_LABEL)
-    if name in st.template_volumes and st.volumes.get(name) != op.volume:
+    if name in st.template_volumes and st.volumes.get(name) != op["volume"]:
         # Replacing it swaps what the template's mounts see (its model store for
         # a Secret, say) behind the containers' backs. The same volume again is
         # a no-op: ops stay idempotent.
         _need("replaceVolumes", f"replacing volume {name!r} (in the Pod before this plugin)",
               st.grants)
-    _need_volume_gates(op.volume, f"{_source_of(op.volume)} volumes", st.grants, "need")
-    st.volumes[name] = op.volume
+    _need_volume_gates(op["volume"], f"{_source_of(op['volume'])} volumes", st.grants, "need")
+    st.volumes[name] = op["volume"]
 
 
-def _ck_remove_volume(op: m.RemoveVolume, st: _State) -> None:
-    st.volumes.pop(op.name, None)
+def _ck_remove_volume(op: m.Op, st: _State) -> None:
+    st.volumes.pop(op["name"], None)
 
 
 _MOUNT_FIELDS = frozenset({"name", "mountPath", "readOnly", "subPath", "subPathExpr",
@@ -271,29 +303,29 @@ def _check_mount(mount: Mapping[str, Any], st: _State) -> None:
     _need_volume_gates(volume, f"mounting {_source_of(volume)} volume {name!r}", st.grants)
 
 
-def _ck_mount(op: m.AddVolumeMount, st: _State) -> None:
+def _ck_mount(op: m.Op, st: _State) -> None:
     _ck_container(op, st)
-    _check_mount(op.mount, st)
-    path = op.mount["mountPath"]
-    for name in [op.container] if op.container is not None else sorted(st.containers):
+    _check_mount(op["mount"], st)
+    path = op["mount"]["mountPath"]
+    for name in [op.get("container")] if op.get("container") is not None else sorted(st.containers):
         had = st.template_mounts.get((name, path))
-        if had is not None and had != op.mount:
+        if had is not None and had != op["mount"]:
             # Another volume at the template's path: the same swap as replacing the volume.
             _need("replaceVolumes", f"replacing the mount at {path} of container {name!r} "
                   "(in the Pod before this plugin)", st.grants)
 
 
-def _ck_node_selector(op: m.SetNodeSelector | m.RemoveNodeSelector, st: _State) -> None:
-    _check_qualified(op.key, "node selector")
+def _ck_node_selector(op: m.Op, st: _State) -> None:
+    _check_qualified(op["key"], "node selector")
 
 
-def _ck_dns_value(op: m.SetRuntimeClassName | m.SetSchedulerName, st: _State) -> None:
-    _check_dns(op.value, op.op.removeprefix("set"))
+def _ck_dns_value(op: m.Op, st: _State) -> None:
+    _check_dns(op["value"], op["op"].removeprefix("set"))
 
 
-def _ck_priority_class(op: m.SetPriorityClassName, st: _State) -> None:
-    _check_dns(op.value, "PriorityClassName")
-    if op.value.startswith(RESERVED_PRIORITY_PREFIX):
+def _ck_priority_class(op: m.Op, st: _State) -> None:
+    _check_dns(op["value"], "PriorityClassName")
+    if op["value"].startswith(RESERVED_PRIORITY_PREFIX):
         raise Denied(f"{RESERVED_PRIORITY_PREFIX}* priority classes are reserved for the "
                      "cluster's own components")
 
@@ -368,14 +400,14 @@ def _ck_sources(refs: Mapping[str, Any], table: Mapping[str, str | None], what: 
         _need(gate, f"{what} from {kind}", st.grants)
 
 
-def _ck_add_container(op: m.AddContainer | m.AddInitContainer, st: _State) -> None:
-    c = op.container
+def _ck_add_container(op: m.Op, st: _State) -> None:
+    c = op["container"]
     name, image = c.get("name"), c.get("image")
     if not isinstance(name, str) or not isinstance(image, str) or not image:
         raise Denied("container needs a name and an image")
     _check_dns(name, "container name", _DNS_LABEL)
     if name in st.template_containers or (
-        isinstance(op, m.AddInitContainer) and name in st.containers
+        op["op"] == "addInitContainer" and name in st.containers
     ):
         raise Denied(f"container {name!r} comes from the template and cannot be replaced")
     unknown = sorted(set(c) - _CONTAINER_FIELDS - _PRIVILEGED_CONTAINER_FIELDS)
@@ -402,27 +434,27 @@ def _ck_add_container(op: m.AddContainer | m.AddInitContainer, st: _State) -> No
         if not isinstance(mount, dict):
             raise Denied("volumeMounts entries must be objects")
         _check_mount(mount, st)
-    (st.init_containers if isinstance(op, m.AddInitContainer) else st.containers).add(name)
+    (st.init_containers if op["op"] == "addInitContainer" else st.containers).add(name)
 
 
-def _ck_caps(op: m.AddCapabilities, st: _State) -> None:
+def _ck_caps(op: m.Op, st: _State) -> None:
     _ck_container(op, st)
-    for c in op.capabilities:
+    for c in op["capabilities"]:
         if not _CAPABILITY.match(c):
             raise Denied(f"capability {c!r} is not valid")
     # An added container with capabilities is a privileged one, however it got them
     # (found by the fuzzer: addContainer, then addCapabilities on it).
-    for name in [op.container] if op.container is not None else sorted(st.containers):
+    for name in [op.get("container")] if op.get("container") is not None else sorted(st.containers):
         if name not in st.template_containers:
             _need("privilegedContainers", f"adding capabilities to added container {name!r}",
                   st.grants)
 
 
-def _ck_nothing(op: m._Op, st: _State) -> None:
+def _ck_nothing(op: m.Op, st: _State) -> None:
     return None
 
 
-# --- appliers: (editor, op) -> None; never fail once plan() passed
+# --- appliers: (editor, op) -> None; never fail once check() passed
 
 
 class PodEditor:
@@ -487,60 +519,59 @@ class PodEditor:
 
 
 def _ap_set_map(target: Callable[[PodEditor], dict[str, Any]]) -> Callable[..., None]:
-    def apply(ed: PodEditor, op: Any) -> None:
-        target(ed)[op.key] = op.value
+    def apply(ed: PodEditor, op: m.Op) -> None:
+        target(ed)[op["key"]] = op["value"]
     return apply
 
 
 def _ap_remove_map(target: Callable[[PodEditor], dict[str, Any]]) -> Callable[..., None]:
-    def apply(ed: PodEditor, op: Any) -> None:
-        target(ed).pop(op.key, None)
+    def apply(ed: PodEditor, op: m.Op) -> None:
+        target(ed).pop(op["key"], None)
     return apply
 
 
-def _env_var(op: m.SetEnv | m.AppendEnv) -> dict[str, Any]:
-    var: dict[str, Any] = {"name": op.name}
-    if op.value is not None:
-        var["value"] = op.value
+def _env_var(op: m.Op) -> dict[str, Any]:
+    var: dict[str, Any] = {"name": op["name"]}
+    if op.get("value") is not None:
+        var["value"] = op["value"]
     else:
-        assert op.valueFrom is not None
-        var["valueFrom"] = op.valueFrom.model_dump(exclude_none=True)
+        var["valueFrom"] = m.without_none(op["valueFrom"])
     return var
 
 
-def _ap_set_env(ed: PodEditor, op: m.SetEnv) -> None:
+def _ap_set_env(ed: PodEditor, op: m.Op) -> None:
     var = _env_var(op)
-    for c in ed.containers(op.container, op.initContainers):
+    for c in ed.containers(op.get("container"), bool(op.get("initContainers"))):
         env = ed.own(c, "env", list)
         for i, e in enumerate(env):
-            if e.get("name") == op.name:
+            if e.get("name") == op["name"]:
                 env[i] = var
                 break
         else:
             env.append(var)
 
 
-def _ap_append_env(ed: PodEditor, op: m.AppendEnv) -> None:
+def _ap_append_env(ed: PodEditor, op: m.Op) -> None:
     var = _env_var(op)
-    for c in ed.containers(op.container, op.initContainers):
+    for c in ed.containers(op.get("container"), bool(op.get("initContainers"))):
         ed.own(c, "env", list).append(var)
 
 
-def _ap_remove_env(ed: PodEditor, op: m.RemoveEnv) -> None:
-    for c in ed.containers(op.container, op.initContainers):
-        if any(e.get("name") == op.name for e in c.get("env") or ()):
-            c["env"] = [e for e in c["env"] if e.get("name") != op.name]
+def _ap_remove_env(ed: PodEditor, op: m.Op) -> None:
+    for c in ed.containers(op.get("container"), bool(op.get("initContainers"))):
+        if any(e.get("name") == op["name"] for e in c.get("env") or ()):
+            c["env"] = [e for e in c["env"] if e.get("name") != op["name"]]
 
 
-def _ap_set_resource(ed: PodEditor, op: m.SetResource) -> None:
-    for c in ed.containers(op.container):
-        ed.own(ed.own(c, "resources", dict), op.kind, dict)[op.name] = op.quantity
+def _ap_set_resource(ed: PodEditor, op: m.Op) -> None:
+    for c in ed.containers(op.get("container")):
+        ed.own(ed.own(c, "resources", dict), op["kind"], dict)[op["name"]] = op["quantity"]
 
 
-def _ap_remove_resource(ed: PodEditor, op: m.RemoveResource) -> None:
-    for c in ed.containers(op.container):
-        if op.name in ((c.get("resources") or {}).get(op.kind) or {}):
-            ed.own(ed.own(c, "resources", dict), op.kind, dict).pop(op.name)
+def _ap_remove_resource(ed: PodEditor, op: m.Op) -> None:
+    for c in ed.containers(op.get("container")):
+        if op["name"] in ((c.get("resources") or {}).get(op["kind"]) or {}):
+            ed.own(ed.own(c, "resources", dict), op["kind"], dict).pop(op["name"])
 
 
 def _replace_or_append(items: list[Any], key: str, item: dict[str, Any]) -> None:
@@ -551,48 +582,43 @@ def _replace_or_append(items: list[Any], key: str, item: dict[str, Any]) -> None
     items.append(item)
 
 
-def _ap_add_volume(ed: PodEditor, op: m.AddVolume) -> None:
-    _replace_or_append(ed.spec_list("volumes"), "name", dict(op.volume))
+def _ap_add_volume(ed: PodEditor, op: m.Op) -> None:
+    _replace_or_append(ed.spec_list("volumes"), "name", dict(op["volume"]))
 
 
-def _ap_remove_volume(ed: PodEditor, op: m.RemoveVolume) -> None:
+def _ap_remove_volume(ed: PodEditor, op: m.Op) -> None:
     spec = ed.spec()
-    if any(v.get("name") == op.name for v in spec.get("volumes") or ()):
-        spec["volumes"] = [v for v in spec["volumes"] if v.get("name") != op.name]
+    if any(v.get("name") == op["name"] for v in spec.get("volumes") or ()):
+        spec["volumes"] = [v for v in spec["volumes"] if v.get("name") != op["name"]]
     for key in ("containers", "initContainers"):
         items = spec.get(key) or []
         for i, c in enumerate(items):
-            if any(vm.get("name") == op.name for vm in c.get("volumeMounts") or ()):
+            if any(vm.get("name") == op["name"] for vm in c.get("volumeMounts") or ()):
                 c = ed._own_item(ed.spec_list(key), i)
-                c["volumeMounts"] = [vm for vm in c["volumeMounts"] if vm.get("name") != op.name]
+                c["volumeMounts"] = [vm for vm in c["volumeMounts"] if vm.get("name") != op["name"]]
 
 
-def _ap_add_mount(ed: PodEditor, op: m.AddVolumeMount) -> None:
-    for c in ed.containers(op.container):
-        _replace_or_append(ed.own(c, "volumeMounts", list), "mountPath", dict(op.mount))
+def _ap_add_mount(ed: PodEditor, op: m.Op) -> None:
+    for c in ed.containers(op.get("container")):
+        _replace_or_append(ed.own(c, "volumeMounts", list), "mountPath", dict(op["mount"]))
 
 
-def _ap_remove_mount(ed: PodEditor, op: m.RemoveVolumeMount) -> None:
-    for c in ed.containers(op.container):
+def _ap_remove_mount(ed: PodEditor, op: m.Op) -> None:
+    for c in ed.containers(op.get("container")):
         mounts = c.get("volumeMounts") or []
-        if any(vm.get("mountPath") == op.mountPath for vm in mounts):
-            c["volumeMounts"] = [vm for vm in mounts if vm.get("mountPath") != op.mountPath]
+        if any(vm.get("mountPath") == op["mountPath"] for vm in mounts):
+            c["volumeMounts"] = [vm for vm in mounts if vm.get("mountPath") != op["mountPath"]]
 
 
-def _plain(model: Any) -> dict[str, Any]:
-    """A flat model as a Kubernetes dict (model_dump costs 3x this on the hot path)."""
-    return {k: v for k, v in model.__dict__.items() if v is not None}
-
-
-def _ap_toleration(ed: PodEditor, op: m.AddToleration) -> None:
-    t = _plain(op.toleration)
+def _ap_toleration(ed: PodEditor, op: m.Op) -> None:
+    t = m.without_none(op["toleration"])
     items = ed.spec_list("tolerations")
     if t not in items:
         items.append(t)
 
 
-def _ap_affinity_requirement(ed: PodEditor, op: m.AddNodeAffinityRequirement) -> None:
-    expr = _plain(op.expression)
+def _ap_affinity_requirement(ed: PodEditor, op: m.Op) -> None:
+    expr = m.without_none(op["expression"])
     node = ed.own(ed.spec_map("affinity"), "nodeAffinity", dict)
     required = ed.own(node, "requiredDuringSchedulingIgnoredDuringExecution", dict)
     terms = ed.own(required, "nodeSelectorTerms", list)
@@ -605,8 +631,8 @@ def _ap_affinity_requirement(ed: PodEditor, op: m.AddNodeAffinityRequirement) ->
             exprs.append(expr)
 
 
-def _ap_preferred_affinity(ed: PodEditor, op: m.AddPreferredNodeAffinity) -> None:
-    item = {"weight": op.weight, "preference": op.preference.model_dump(exclude_none=True)}
+def _ap_preferred_affinity(ed: PodEditor, op: m.Op) -> None:
+    item = {"weight": op["weight"], "preference": m.without_none(op["preference"])}
     node = ed.own(ed.spec_map("affinity"), "nodeAffinity", dict)
     items = ed.own(node, "preferredDuringSchedulingIgnoredDuringExecution", list)
     if item not in items:
@@ -614,27 +640,27 @@ def _ap_preferred_affinity(ed: PodEditor, op: m.AddPreferredNodeAffinity) -> Non
 
 
 def _ap_spec_field(key: str) -> Callable[..., None]:
-    def apply(ed: PodEditor, op: Any) -> None:
-        ed.spec()[key] = op.value
+    def apply(ed: PodEditor, op: m.Op) -> None:
+        ed.spec()[key] = op["value"]
     return apply
 
 
 def _ap_add_container(key: str) -> Callable[..., None]:
-    def apply(ed: PodEditor, op: Any) -> None:
-        _replace_or_append(ed.spec_list(key), "name", dict(op.container))
+    def apply(ed: PodEditor, op: m.Op) -> None:
+        _replace_or_append(ed.spec_list(key), "name", dict(op["container"]))
     return apply
 
 
-def _ap_args(ed: PodEditor, op: m.SetArgs) -> None:
-    for c in ed.containers(op.container):
-        c["args"] = list(op.args)
+def _ap_args(ed: PodEditor, op: m.Op) -> None:
+    for c in ed.containers(op.get("container")):
+        c["args"] = list(op["args"])
 
 
-def _ap_caps(ed: PodEditor, op: m.AddCapabilities) -> None:
-    for c in ed.containers(op.container):
+def _ap_caps(ed: PodEditor, op: m.Op) -> None:
+    for c in ed.containers(op.get("container")):
         caps = ed.own(ed.own(c, "securityContext", dict), "capabilities", dict)
         add = ed.own(caps, "add", list)
-        add.extend(x for x in op.capabilities if x not in add)
+        add.extend(x for x in op["capabilities"] if x not in add)
 
 
 def _labels(ed: PodEditor) -> dict[str, Any]:
@@ -753,8 +779,42 @@ assert set(RULES) == set(m.OP_MODELS), "every op needs a rule"
 assert all(r.gate is None or r.gate in GATES for r in RULES.values())
 
 
+def check(
+    ops: Sequence[m.Op],
+    pod: Mapping[str, Any],
+    *,
+    plugin: str,
+    hook: str,
+    grants: frozenset[str] = frozenset(),
+    allowed_ops: frozenset[str] | None = None,
+) -> None:
+    """Check every op of one plugin's list against the Pod as the earlier ops of
+    the list leave it (the checks read only the names ops add and remove, so
+    nothing needs applying yet). Raises :class:`MutationDenied` for the first
+    op that breaks a rule."""
+    state = _State.of(pod, grants)
+    for i, op in enumerate(ops):
+        name: str = op["op"]
+        rule = RULES[name]
+        try:
+            if allowed_ops is not None and name not in allowed_ops:
+                raise Denied(f"not allowed in the {hook} hook")
+            if rule.gate is not None:
+                _need(rule.gate, name, grants)
+            rule.check(op, state)
+        except Denied as e:
+            where = f"{name} {m.target(op)}".rstrip()
+            raise MutationDenied(plugin, hook, i, where, str(e)) from None
+
+
+def apply(ed: PodEditor, ops: Iterable[m.Op]) -> None:
+    """Apply ops that :func:`check` passed, in order. Appliers never fail."""
+    for op in ops:
+        RULES[op["op"]].apply(ed, op)
+
+
 def merge(
-    ops: list[m._Op],
+    ops: Sequence[m.Op],
     pod: Mapping[str, Any],
     *,
     plugin: str,
@@ -764,20 +824,9 @@ def merge(
 ) -> dict[str, Any]:
     """The Pod with ``ops`` applied in order, each checked against the Pod as the
     earlier ones left it. Raises :class:`MutationDenied` for the first op that
-    breaks a rule; ``pod`` itself is never modified."""
-    state = _State.of(pod, grants)
+    breaks a rule, before any is applied; ``pod`` itself is never modified. (A
+    chain run checks and applies each plugin's list on one editor for the run.)"""
+    check(ops, pod, plugin=plugin, hook=hook, grants=grants, allowed_ops=allowed_ops)
     ed = PodEditor(pod)
-    for i, op in enumerate(ops):
-        name: str = op.op  # type: ignore[attr-defined]
-        rule = RULES[name]
-        try:
-            if allowed_ops is not None and name not in allowed_ops:
-                raise Denied(f"not allowed in the {hook} hook")
-            if rule.gate is not None:
-                _need(rule.gate, name, grants)
-            rule.check(op, state)
-        except Denied as e:
-            where = f"{name} {op.target()}".rstrip()
-            raise MutationDenied(plugin, hook, i, where, str(e)) from None
-        rule.apply(ed, op)
+    apply(ed, ops)
     return ed.pod

@@ -247,7 +247,7 @@ def one_input(data: bytes) -> None:
         return
     _ensure(pod == POD, "the input Pod was modified")
     json.dumps(out, allow_nan=False)  # what the API server is sent: no bytes, no NaN
-    touches = {t for op in ops for t in RULES[op.op].touches}  # type: ignore[attr-defined]
+    touches = {t for op in ops for t in RULES[op["op"]].touches}
     stray = {p for p in changed_paths(POD, out) if not within(p, touches)}
     _ensure(not stray, f"ops wrote outside their rules: {stray}")
     check_invariants(POD, out, grants)

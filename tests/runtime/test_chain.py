@@ -53,7 +53,7 @@ class TestOrder:
         result = Chain([first, second], model_serving).run_create(ctx, pod)
         assert result.pod["metadata"]["labels"]["stage"] == "two"
         assert [r.plugin for r in result.records] == ["first", "second"]
-        assert [(p, op.op) for p, op in result.ops] == [("first", "setLabel"),
+        assert [(p, op["op"]) for p, op in result.ops] == [("first", "setLabel"),
                                                         ("second", "setLabel")]
 
     def test_the_request_is_the_documented_map_packed_whole(

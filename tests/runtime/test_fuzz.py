@@ -94,3 +94,33 @@ def test_the_coverage_guided_harness_holds_its_oracle_over_the_seeds_and_a_short
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-4000:]
     assert "Done 20000 runs" in run.stderr
+
+
+def test_the_hosts_op_validator_accepts_and_refuses_what_the_op_models_do_in_their_words(
+) -> None:
+    """decode_mutations validates against TypedDicts derived from the op models
+    (runtime/mutations.py, OPS): the same responses pass, with the same values,
+    and the same fail with the same message as through the models themselves."""
+    from pydantic import ValidationError
+
+    from podplug.runtime import InvalidOutput
+    from podplug.runtime.codec import _describe
+    from podplug.runtime.mutations import MUTATIONS, without_none
+
+    rng = random.Random(20261201)
+    outcomes = {"same ops": 0, "same refusal": 0}
+    for _ in range(20000):
+        ops = msgpack.unpackb(msgpack.packb([op(rng) for _ in range(rng.randint(1, 2))],
+                                            use_bin_type=True), raw=False)
+        try:
+            expected: Any = [without_none(m.model_dump()) for m in MUTATIONS.validate_python(ops)]
+        except ValidationError as e:
+            expected = str(InvalidOutput("p", "create", _describe(e, ops)))
+        try:
+            got: Any = [without_none(o) for o in decode_mutations(
+                msgpack.packb({"mutations": ops}, use_bin_type=True), "p", "create")]
+        except PluginError as e:
+            got = str(e)
+        assert got == expected, ops
+        outcomes["same refusal" if isinstance(got, str) else "same ops"] += 1
+    assert min(outcomes.values()) > 1000, outcomes  # both kinds, many times

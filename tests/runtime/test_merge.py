@@ -9,12 +9,12 @@ import pytest
 
 from podplug.runtime import MutationDenied
 from podplug.runtime.merge import GATES, merge
-from podplug.runtime.mutations import MUTATIONS, OP_MODELS
+from podplug.runtime.mutations import OP_MODELS, OPS
 
 
 def run(pod: dict[str, Any], *ops: dict[str, Any], grants: frozenset[str] = frozenset(),
         hook: str = "create", allowed: frozenset[str] | None = None) -> dict[str, Any]:
-    return merge(MUTATIONS.validate_python(list(ops)), pod, plugin="p", hook=hook,
+    return merge(OPS.validate_python(list(ops)), pod, plugin="p", hook=hook,
                  grants=grants, allowed_ops=allowed)
 
 

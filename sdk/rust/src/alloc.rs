@@ -46,9 +46,9 @@ unsafe impl GlobalAlloc for BumpAlloc {
             None => return std::ptr::null_mut(),
         };
         if stop > *end || *end == 0 {
-            // Grow by at least 2 pages: memory.grow is cheap, while every page
-            // the instance ends with is zeroed again before its slot is reused
-            // (the host keeps 1 MiB resident per slot: docs/runtime.md).
+            // Grow by at least 2 pages: memory.grow is cheap, but each grow is
+            // a call out of the guest, and the pages stay few (wasmtime resets
+            // only the pages an instance dirtied: docs/runtime.md).
             let need = if *end == 0 { layout.size() + layout.align() } else { stop - *end };
             let pages = ((need + PAGE - 1) / PAGE).max(2);
             let prev = core::arch::wasm32::memory_grow(0, pages);

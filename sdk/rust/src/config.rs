@@ -46,7 +46,8 @@ impl std::error::Error for ConfigError {}
 /// Deserializes `T` from the MessagePack `bytes` of a config, strictly (nil
 /// is only an `Option`'s `None`), naming the field of the first error.
 pub fn from_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
-    let mut de = crate::de::Deserializer::new(bytes);
+    // serde_path_to_error records only field names given as strings.
+    let mut de = crate::de::Deserializer::naming_fields(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let message = e.inner().to_string();
         let mut segments: Vec<&Segment> = e.path().iter().collect();

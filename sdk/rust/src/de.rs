@@ -99,11 +99,20 @@ pub struct Deserializer<'de> {
     buf: &'de [u8],
     pos: usize,
     depth: u32,
+    /// Field names as checked strings (for serde_path_to_error, which records
+    /// only string keys), not as bytes.
+    str_fields: bool,
 }
 
 impl<'de> Deserializer<'de> {
     pub fn new(buf: &'de [u8]) -> Self {
-        Deserializer { buf, pos: 0, depth: 0 }
+        Deserializer { buf, pos: 0, depth: 0, str_fields: false }
+    }
+
+    /// The same, handing field names to visitors as strings: slower, for
+    /// error paths that name the field.
+    pub fn naming_fields(buf: &'de [u8]) -> Self {
+        Deserializer { buf, pos: 0, depth: 0, str_fields: true }
     }
 
     /// Fails unless the whole input was read.
@@ -268,9 +277,28 @@ impl<'de, 'a> de::Deserializer<'de> for &'a mut Deserializer<'de> {
         }
     }
 
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        // A typed view's field names are only compared with the names it
+        // knows, never handed out: matched as bytes, they skip the UTF-8
+        // check that every other string pays (most strings of a Pod are keys).
+        let len = match self.peek() {
+            _ if self.str_fields => return self.deserialize_any(visitor),
+            Some(b @ 0xa0..=0xbf) => {
+                self.pos += 1;
+                (b & 0x1f) as usize
+            }
+            Some(0xd9) => {
+                self.pos += 1;
+                self.be(1)? as usize
+            }
+            _ => return self.deserialize_any(visitor),
+        };
+        visitor.visit_borrowed_bytes(self.take(len)?)
+    }
+
     forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit
-        unit_struct seq tuple tuple_struct map struct identifier
+        unit_struct seq tuple tuple_struct map struct
     }
 }
 

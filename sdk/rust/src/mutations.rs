@@ -249,6 +249,18 @@ impl serde::Serialize for Mutations {
     }
 }
 
+impl Mutations {
+    /// Appends the canonical encoding: an array of op maps (as `Serialize`
+    /// writes it, without serde's dispatch).
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        let ok = rmp::encode::write_array_len(out, self.ops.len() as u32).is_ok();
+        debug_assert!(ok, "encoding to memory");
+        for op in &self.ops {
+            op.0.encode_into(out);
+        }
+    }
+}
+
 /// The list of operations a hook returns, in the order they are applied.
 ///
 /// ```

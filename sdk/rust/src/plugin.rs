@@ -9,7 +9,6 @@ use crate::error::Error;
 use crate::mutations::Mutations;
 use crate::request::HookRequest;
 use crate::value::Value;
-use crate::wire;
 
 /// A hook as the plugin table holds it: the `plugin!` macro wraps the
 /// author's function (which, with `config: T`, also receives the config
@@ -95,7 +94,7 @@ impl Plugin {
                     Ok(m) => {
                         rmp::encode::write_map_len(&mut out, 1).expect("to memory");
                         rmp::encode::write_str(&mut out, "mutations").expect("to memory");
-                        wire::encode(&m, &mut out);
+                        m.encode_into(&mut out);
                     }
                     Err(e) => error_response(&mut out, e.message()),
                 }
@@ -121,7 +120,7 @@ fn error_response(out: &mut Vec<u8>, message: &str) {
 fn response(out: &mut Vec<u8>, key: &str, value: &Value, message: Option<&str>) {
     rmp::encode::write_map_len(out, if message.is_some() { 2 } else { 1 }).expect("to memory");
     rmp::encode::write_str(out, key).expect("to memory");
-    wire::encode(value, out);
+    value.encode_into(out);
     if let Some(m) = message {
         rmp::encode::write_str(out, "message").expect("to memory");
         rmp::encode::write_str(out, m).expect("to memory");

@@ -2,7 +2,8 @@
 //! decoded: objects a plugin passes through (a volume, a toleration, a
 //! container) must reach the host in that order (docs/abi.md, canonical
 //! encoding), which a `BTreeMap`/`HashMap` would not give. It is a serde
-//! type: src/de.rs reads it, rmp-serde writes it; this file only models it.
+//! type: src/de.rs reads it, `Value::encode_into` writes it (rmp-serde only
+//! serves `to_value`).
 
 use std::fmt;
 
@@ -236,8 +237,38 @@ impl Value {
     /// The canonical MessagePack encoding (smallest headers, keys in order).
     pub fn to_msgpack(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        crate::wire::encode(self, &mut out);
+        self.encode_into(&mut out);
         out
+    }
+
+    /// Appends the canonical encoding (docs/abi.md) with rmp's writers, which
+    /// pick the smallest int, str, array and map forms: the bytes rmp-serde's
+    /// serializer wrote, without its code in every module (9 KB of each
+    /// shipped Rust plugin) or its dispatch.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        use rmp::encode;
+        // Writing to a Vec cannot fail; lengths past u32 cannot be built in wasm32.
+        let ok = match self {
+            Value::Nil => encode::write_nil(out).is_ok(),
+            Value::Bool(b) => encode::write_bool(out, *b).is_ok(),
+            Value::Int(i) => encode::write_sint(out, *i).is_ok(),
+            Value::UInt(u) => encode::write_uint(out, *u).is_ok(),
+            Value::Float(f) => encode::write_f64(out, *f).is_ok(),
+            Value::Str(v) => encode::write_str(out, v).is_ok(),
+            Value::Bin(b) => encode::write_bin(out, b).is_ok(),
+            Value::Array(a) => {
+                let ok = encode::write_array_len(out, a.len() as u32).is_ok();
+                for v in a {
+                    v.encode_into(out);
+                }
+                ok
+            }
+            Value::Map(m) => {
+                m.encode_into(out);
+                true
+            }
+        };
+        debug_assert!(ok, "encoding to memory");
     }
 }
 
@@ -504,6 +535,18 @@ mod tests {
         assert_eq!(Value::from(u64::MAX), Value::UInt(u64::MAX));
         assert_eq!(Value::from(5u64), Value::Int(5));
         assert_eq!(Value::UInt(u64::MAX).as_i64(), None);
+    }
+}
+
+impl Map {
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        let ok = rmp::encode::write_map_len(out, self.len() as u32).is_ok();
+        debug_assert!(ok, "encoding to memory");
+        for (k, v) in self.iter() {
+            let ok = rmp::encode::write_str(out, k).is_ok();
+            debug_assert!(ok, "encoding to memory");
+            v.encode_into(out);
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The request on the wire: a MessagePack map whose values are kept as the
 //! byte slices they occupy, so each part is decoded (by src/de.rs, borrowing
-//! its strings from the request) only when the plugin reads it; responses are
-//! encoded by rmp-serde. Finding a
+//! its strings from the request) only when the plugin reads it (responses are
+//! encoded by `Value::encode_into`, with rmp's writers). Finding a
 //! value's extent walks its markers without allocating or recursing, so a
 //! deeply nested or huge part the plugin never reads costs a scan, not a
 //! decode.
@@ -160,16 +160,6 @@ pub fn entries(buf: &[u8]) -> Result<Vec<(&str, &[u8])>, DecodeError> {
 /// Deserializes one value, borrowing strings from `bytes`.
 pub fn decode<T: serde::Deserialize<'static>>(bytes: &'static [u8]) -> Result<T, crate::de::Error> {
     crate::de::from_slice(bytes)
-}
-
-/// The canonical encoding (docs/abi.md) of anything serde can serialize:
-/// rmp writes the smallest int, str, array and map headers; structs are maps
-/// with their fields in declaration order.
-pub fn encode<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
-    let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
-    // Writing to a Vec cannot fail; a map key that is not a string cannot
-    // occur (Value's keys are strings).
-    value.serialize(&mut ser).expect("encoding to memory");
 }
 
 #[cfg(test)]
