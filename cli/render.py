@@ -22,14 +22,14 @@ from podplug.operator.chains import Chains
 from podplug.operator.crd import SchemaError, admit
 from podplug.operator.observe import Observed
 from podplug.operator.plan import Revisions, plan
-from podplug.operator.policy import Policy, PolicyError
+from podplug.operator.policy import Policy
 from podplug.operator.revision import spec_template
 from podplug.operator.sources import PluginDirectory, default_plugin_dirs
 from podplug.operator.spec import KIND, ModelServing
 from podplug.operator.validation import validate
 from podplug.runtime import ChainError, Engine, PluginError
 
-from ._common import yaml_documents
+from ._common import load_policy, yaml_documents
 from .main import UsageError
 
 
@@ -68,10 +68,7 @@ def render(args: argparse.Namespace) -> int:
         elif d.get("kind") == "Namespace":
             name = str(meta.get("name"))  # the API server adds the name label itself
             namespaces[name] = {"kubernetes.io/metadata.name": name, **(meta.get("labels") or {})}
-    try:
-        policy = Policy.load(args.policy)
-    except PolicyError as e:
-        raise UsageError(str(e)) from None
+    policy = load_policy(args.policy)
     objs = [d for d in docs if d.get("kind") == KIND]
     if not objs:
         raise UsageError(f"{args.file} holds no {KIND}")
