@@ -22,8 +22,9 @@ expect:                                # one of (`podplug test --update` writes 
 Unknown keys are refused with the file, line and column. ``--update`` rewrites
 only the ``expect`` of failing cases in place, so comments, blank lines and key
 order elsewhere in the file stay as they were; comments inside the old
-``expect`` block go with it, and a case written in flow style (``{...}``, JSON)
-is rewritten whole.
+``expect`` block (up to the end of its last line) go with it, quoting may
+change within it, and a case written in flow style (``{...}``, JSON) is
+rewritten whole.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def _check_keys(node: yaml.Node, known: tuple[str, ...], path: Path, what: str) 
         if key.value not in known:
             m = key.start_mark
             raise UsageError(f"{path}:{m.line + 1}:{m.column + 1}: unknown key {key.value!r} "
-                             f"in {what}{_suggest(str(key.value), known)}; {what} keys are "
+                             f"in {what}{_suggest(str(key.value), known)}; {what} takes "
                              f"{', '.join(known)}")
 
 
@@ -323,9 +324,9 @@ def default_cases(plugin: str) -> list[str]:
 
 
 def test(args: argparse.Namespace) -> int:
+    wasm = read_module(args.plugin)
     paths = args.cases or default_cases(args.plugin)
     cases = load_cases(paths, update=args.update)
-    wasm = read_module(args.plugin)
     warn_if_stale(args.plugin)
     outcomes: list[Outcome] = []
     text = args.format == "text"
@@ -452,6 +453,10 @@ def _splice(text: str, case: Case, observed: dict[str, Any]) -> tuple[str, bool]
         value = _child(node, "expect")
         assert value is not None
         start, end = key.start_mark.index, _end_index(value)
+        rest = text.find("\n", end)
+        rest = len(text) if rest < 0 else rest
+        if text[end:rest].strip().startswith("#") or not text[end:rest].strip():
+            end = rest  # a comment on the old expect's last line goes with it
         return text[:start] + _dump_expect(observed, key.start_mark.column) + text[end:], True
     # No expect yet: a new last key, after the rest of the document's last line.
     end = _end_index(node)
