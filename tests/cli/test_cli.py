@@ -106,7 +106,8 @@ def test_usage_errors_exit_2(argv: list[str], capsys: Any) -> None:
 
 @pytest.mark.parametrize(("name", "content", "why"), [
     ("lib.rs", b"use podplug_sdk::*;\n", "it is Rust source: build it with `podplug build`"),
-    ("index.ts", b"export function f(): void {}\n", "it is AssemblyScript source: build it with `podplug build`"),
+    ("index.ts", b"export function f(): void {}\n",
+     "it is AssemblyScript source: build it with `podplug build`"),
     ("blob.bin", b"\x7fELF\x02\x01", "no \\0asm header"),
     ("empty.wasm", b"", "the file is empty"),
 ])

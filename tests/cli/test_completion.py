@@ -4,6 +4,7 @@ parser has completes, in bash and zsh."""
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -72,3 +73,38 @@ def test_zsh_loads_the_script_and_binds_it_to_podplug(tmp_path: Path, capsys: An
         capture_output=True, text=True, check=True)
     assert done.stdout.split("\n")[0] == "_podplug"
     assert "_podplug_test: function" in done.stdout and "_podplug_render: function" in done.stdout
+
+
+# Types LINE and a Tab into an interactive zsh on a pseudo-terminal (zsh/zpty) and
+# prints what the terminal showed once it has been quiet for a while.
+ZPTY = r"""
+zmodload zsh/zpty zsh/datetime
+zpty z zsh -f -i
+zpty -w z "autoload -U compinit; compinit -u -D; source ${(q)1}; PS1='>'"
+zpty -w -n z "$2"$'\t'
+local all="" chunk
+float last=$EPOCHREALTIME start=$EPOCHREALTIME
+while (( EPOCHREALTIME - last < 3 && EPOCHREALTIME - start < 30 )); do
+  if zpty -r -t z chunk; then all+=$chunk; last=$EPOCHREALTIME; else sleep 0.1; fi
+done
+zpty -d z
+print -r -- "$all"
+"""
+
+
+@pytest.mark.parametrize(("line", "shown"), [
+    ("podplug tes", "podplug test "),
+    ("podplug new --la", "podplug new --lang "),
+    ("podplug dev-cluster ", "build  down   env    up"),
+])
+def test_zsh_completes_verbs_flags_and_choices(
+    tmp_path: Path, capsys: Any, line: str, shown: str
+) -> None:
+    completion = tmp_path / "_podplug"
+    completion.write_text(script("zsh", capsys))
+    driver = tmp_path / "drive.zsh"
+    driver.write_text(ZPTY)
+    done = subprocess.run(["zsh", "-f", str(driver), str(completion), line],
+                          capture_output=True, text=True, timeout=60, check=True)
+    screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]|\r", "", done.stdout)
+    assert shown in screen, screen[-500:]
