@@ -11,10 +11,8 @@ in microseconds, fuel per call and per request byte, ratios within this run.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import platform
-import statistics
 import sys
 import threading
 import time
@@ -31,28 +29,11 @@ import workload
 
 from podplug.runtime import Chain, ChainEntry, Engine, Limits
 from podplug.runtime.engine import wat_to_wasm
+from podplug.runtime.timing import measure
 
 ROOT = Path(__file__).resolve().parent.parent
 ALLOC = (Path(__file__).parent / "wat" / "alloc.wat").read_text()
 SIZES = (2_000, 3_900, 16_000, 64_000, 256_000, 1_000_000)
-
-
-def measure(fn: Callable[[], object], n: int) -> tuple[float, float]:
-    """(median, p99) in microseconds of ``n`` calls after a warm-up, GC off."""
-    for _ in range(min(200, max(n // 5, 3))):
-        fn()
-    samples = []
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(n):
-            t0 = time.perf_counter_ns()
-            fn()
-            samples.append(time.perf_counter_ns() - t0)
-    finally:
-        gc.enable()
-    samples.sort()
-    return statistics.median(samples) / 1000, samples[max(int(len(samples) * 0.99) - 1, 0)] / 1000
 
 
 class Table:

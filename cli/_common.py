@@ -4,26 +4,44 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from podplug.runtime import Limits, parse_duration, parse_size
+from podplug.runtime.engine import wat_to_wasm
 
 from .main import UsageError
 
 
-def read_document(path: str) -> Any:
-    """A YAML or JSON file (JSON is YAML), or ``-`` for standard input."""
+def read_text(path: str) -> str:
+    """A file's text, or standard input for ``-``."""
     try:
-        text = Path(path).read_text() if path != "-" else __import__("sys").stdin.read()
+        return Path(path).read_text() if path != "-" else sys.stdin.read()
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not a text file") from None
+
+
+def yaml_error(path: str, e: yaml.YAMLError, hint: str = "") -> UsageError:
+    """``FILE:LINE:COLUMN: not valid YAML: what`` (the position where PyYAML has one)."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        return UsageError(f"{where}: not valid YAML: {e.problem or e.context}{hint}")
+    return UsageError(f"{path}: not valid YAML: {e}{hint}")
+
+
+def read_document(path: str) -> Any:
+    """A YAML or JSON file (JSON is YAML), or ``-`` for standard input."""
+    text = read_text(path)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise UsageError(f"{path} is not valid YAML or JSON: {str(e).splitlines()[0]}") from None
+        raise yaml_error(path, e) from None
 
 
 def read_bytes(path: str) -> bytes:
@@ -33,6 +51,29 @@ def read_bytes(path: str) -> bytes:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
 
 
+_WASM_MAGIC = b"\0asm"
+_SOURCE_KINDS = {".rs": "Rust source", ".ts": "AssemblyScript source", ".toml": "a TOML file",
+                 ".json": "a JSON file", ".yaml": "a YAML file", ".yml": "a YAML file"}
+
+
+def read_module(path: str) -> bytes:
+    """The binary of a WebAssembly module (or of WebAssembly text, for hand-written
+    fixtures); a one-line UsageError for anything else, instead of the WAT
+    parser's complaint about a Rust file."""
+    data = read_bytes(path)
+    if data[:4] == _WASM_MAGIC:
+        return data
+    if data.lstrip()[:1] in (b"(", b";"):
+        try:
+            return wat_to_wasm(data.decode())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise UsageError(f"{path}: not valid WebAssembly text: {e}") from None
+    kind = _SOURCE_KINDS.get(Path(path).suffix.lower())
+    what = f"it is {kind}: build it with `podplug build`" if kind else (
+        "no \\0asm header" if data else "the file is empty")
+    raise UsageError(f"{path} is not a WebAssembly module ({what})")
+
+
 def json_or_file(value: str, what: str) -> Any:
     """``'{"a": 1}'`` or ``@file.yaml``."""
     if value.startswith("@"):
@@ -40,7 +81,8 @@ def json_or_file(value: str, what: str) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError as e:
-        raise UsageError(f"{what} is not JSON ({e.msg}); use @FILE for a file") from None
+        raise UsageError(f"{what} is not JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+                         "use @FILE for a file") from None
 
 
 def add_limit_options(p: argparse.ArgumentParser) -> None:
@@ -71,21 +113,14 @@ def yaml_documents(path: str) -> list[dict[str, Any]]:
     """The objects of a (multi-document) YAML file, or ``-``; a UsageError with
     the file, line and column for what is not YAML, and for documents that
     are not objects (a Helm or Go template that was not rendered, say)."""
-    try:
-        text = Path(path).read_text() if path != "-" else __import__("sys").stdin.read()
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    text = read_text(path)
     template = "{{" in text
     hint = " (it looks like a Helm/Go template: render it first, e.g. `helm template`)" if (
         template) else ""
     try:
         docs = list(yaml.safe_load_all(text))
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-        raise UsageError(f"{where}: not valid YAML: {e.problem or e.context}{hint}") from None
     except yaml.YAMLError as e:
-        raise UsageError(f"{path}: not valid YAML: {e}{hint}") from None
+        raise yaml_error(path, e, hint) from None
     out = []
     for i, doc in enumerate(docs, 1):
         if doc is None:
@@ -95,3 +130,21 @@ def yaml_documents(path: str) -> list[dict[str, Any]]:
                              f"Kubernetes object{hint}")
         out.append(doc)
     return out
+
+
+def shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_policy(path: str | None) -> Any:
+    """The operator's policy file, its YAML errors with line and column."""
+    from podplug.operator.policy import Policy, PolicyError
+
+    try:
+        return Policy() if path is None else Policy.from_dict(read_document(path) or {}, path)
+    except PolicyError as e:
+        raise UsageError(str(e)) from None

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
 # Verbs, in the order `podplug --help` lists them, and their modules where the
 # name differs (`test` and `operator` would read as pytest and stdlib names).
-_VERBS = ("new", "build", "run", "test", "inspect", "render", "push", "pull", "operator",
-          "dev-cluster")
-_MODULES = {"new": "scaffold", "build": "scaffold", "test": "cases", "operator": "operator_cmd",
-            "dev-cluster": "dev_cluster", "push": "registry", "pull": "registry"}
+_VERBS = ("new", "build", "run", "test", "bench", "inspect", "render", "push", "pull",
+          "operator", "dev-cluster", "completion")
+_MODULES = {"new": "scaffold", "build": "scaffold", "test": "cases", "bench": "benchmark",
+            "operator": "operator_cmd", "dev-cluster": "dev_cluster", "push": "registry",
+            "pull": "registry"}
 
 EXIT_PLUGIN_ERROR = 1
 EXIT_USAGE = 2
@@ -28,17 +30,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="podplug",
         description="Sandboxed WebAssembly plugins for Kthena ModelServing Pods.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for module in dict.fromkeys(_MODULES.get(name, name) for name in _VERBS):
         importlib.import_module(f"podplug.cli.{module}").register(sub)
     return parser
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's, in a checkout too)."""
+    try:
+        return importlib.metadata.version("podplug")
+    except importlib.metadata.PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from podplug.runtime.errors import PodplugError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: exit 2 after its usage line; 0 after --help/--version
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
     try:
         return int(args.func(args))
     except PodplugError as e:

@@ -10,9 +10,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from podplug.operator.policy import Policy, PolicyError
 from podplug.operator.sources import default_plugin_dirs
 
+from ._common import load_policy
 from .main import UsageError
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -124,10 +124,7 @@ def operator(args: argparse.Namespace) -> int:
     from podplug.operator.kube import ClientSettings, ConfigError, Kube, load_api_client
     from podplug.operator.leader import LeaderSettings
 
-    try:
-        policy = Policy.load(args.policy)
-    except PolicyError as e:
-        raise UsageError(str(e)) from None
+    policy = load_policy(args.policy)
     dirs = [Path(d) for d in args.plugins_dir] if args.plugins_dir else default_plugin_dirs()
     for d in dirs:
         if args.plugins_dir and not (d.is_dir() and os.access(d, os.R_OK | os.X_OK)):

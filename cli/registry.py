@@ -17,8 +17,9 @@ from podplug import oci
 from podplug.oci.artifact import TITLE_ANNOTATION
 from podplug.runtime import Engine
 
-from ._common import read_bytes
+from ._common import read_bytes, read_module
 from .main import UsageError
+from .run import warn_if_stale
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,7 +73,8 @@ def push(args: argparse.Namespace) -> int:
     ref = _parse(args.ref)
     if ref.digest is not None:
         raise UsageError(f"{ref}: push to a tag (or a bare repository), not a digest")
-    wasm = read_bytes(args.plugin)
+    wasm = read_module(args.plugin)
+    warn_if_stale(args.plugin)
     annotations = {TITLE_ANNOTATION: Path(args.plugin).name}
     with Engine() as engine:  # refuse what the operator would refuse, before uploading
         info = engine.load(wasm, Path(args.plugin).stem).info

@@ -10,6 +10,7 @@ operator would refuse is refused here with the same message.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,14 @@ from podplug.operator.chains import Chains
 from podplug.operator.crd import SchemaError, admit
 from podplug.operator.observe import Observed
 from podplug.operator.plan import Revisions, plan
-from podplug.operator.policy import Policy, PolicyError
+from podplug.operator.policy import Policy
 from podplug.operator.revision import spec_template
 from podplug.operator.sources import PluginDirectory, default_plugin_dirs
 from podplug.operator.spec import KIND, ModelServing
 from podplug.operator.validation import validate
 from podplug.runtime import ChainError, Engine, PluginError
 
-from ._common import yaml_documents
+from ._common import load_policy, yaml_documents
 from .main import UsageError
 
 
@@ -53,6 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--volcano", action="store_true",
                    help="as with Volcano's PodGroup CRD installed: PodGroups too, and the "
                    "Pods' PodGroup annotations (for schedulerName volcano)")
+    v = p.add_argument_group("checking against a cluster")
+    v.add_argument("--validate", action="store_true",
+                   help="send every object to the API server as a dry run (dryRun=All) and "
+                   "print each refusal; nothing is created")
+    v.add_argument("--kubeconfig", metavar="FILE",
+                   help="kubeconfig for --validate (default $KUBECONFIG, ~/.kube/config, "
+                   "else a running `podplug dev-cluster`)")
+    v.add_argument("--context", help="kubeconfig context for --validate (default: its "
+                   "current-context)")
     p.set_defaults(func=render)
 
 
@@ -68,24 +78,49 @@ def render(args: argparse.Namespace) -> int:
         elif d.get("kind") == "Namespace":
             name = str(meta.get("name"))  # the API server adds the name label itself
             namespaces[name] = {"kubernetes.io/metadata.name": name, **(meta.get("labels") or {})}
-    try:
-        policy = Policy.load(args.policy)
-    except PolicyError as e:
-        raise UsageError(str(e)) from None
+    policy = load_policy(args.policy)
     objs = [d for d in docs if d.get("kind") == KIND]
     if not objs:
         raise UsageError(f"{args.file} holds no {KIND}")
     dirs = args.plugins_dir or default_plugin_dirs()
-    out: list[dict[str, Any]] = []
+    if (args.kubeconfig or args.context) and not args.validate:
+        raise UsageError("--kubeconfig and --context are for --validate")
+    rendered: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     with Engine() as engine:
         chains = Chains(engine, PluginDirectory(dirs), policy,
                         lambda ns, name: configmaps.get((ns, name)),
                         lambda ns: namespaces.get(ns, {"kubernetes.io/metadata.name": ns}))
         for obj in objs:
             obj.setdefault("metadata", {}).setdefault("namespace", args.namespace)
-            out.extend(render_one(obj, chains, policy, volcano=args.volcano))
+            as_written = copy.deepcopy(obj)
+            rendered.append((as_written, render_one(obj, chains, policy, volcano=args.volcano)))
+    out = [o for _, objects in rendered for o in objects]
     sys.stdout.write(yaml.safe_dump_all(out, sort_keys=False, allow_unicode=True))
-    return 0
+    return validate_on_cluster(args, rendered) if args.validate else 0
+
+
+def validate_on_cluster(args: argparse.Namespace,
+                        rendered: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> int:
+    """``--validate``: each object as a dry-run create; 1 if the server refuses any."""
+    from . import dryrun  # the Kubernetes client: only when asked for
+
+    api = dryrun.api_client(args.kubeconfig, args.context)
+    refused = checked = 0
+    try:
+        for model_serving, objects in rendered:
+            refusals, notes = dryrun.validate(api, model_serving, objects)
+            for note in notes:
+                print(f"podplug render: note: {note}", file=sys.stderr)
+            for r in refusals:
+                print(f"podplug render: {r}", file=sys.stderr)
+            refused += len(refusals)
+            checked += len(objects) + 1
+    finally:
+        api.close()
+    host = api.configuration.host
+    print(f"podplug render: {checked - refused} of {checked} objects accepted by {host} "
+          f"(dry run)", file=sys.stderr)
+    return 1 if refused else 0
 
 
 def render_one(obj: dict[str, Any], chains: Chains, policy: Policy, *,

@@ -19,7 +19,15 @@ from podplug.runtime import (
 from podplug.runtime.abi import LOG_LEVEL_NAMES
 from podplug.runtime.merge import GATES
 
-from ._common import add_limit_options, dump, json_or_file, limits_from, read_bytes, read_document
+from . import checks
+from ._common import (
+    add_limit_options,
+    dump,
+    json_or_file,
+    limits_from,
+    read_document,
+    read_module,
+)
 from .main import UsageError
 
 _LABEL = "modelserving.volcano.sh/"
@@ -66,18 +74,34 @@ def _default_model_serving(pod: dict[str, Any]) -> dict[str, Any]:
             "spec": {}}
 
 
-def run(args: argparse.Namespace) -> int:
+def load_request(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request file of ``--request`` and the plugin config (``--config``, else
+    the request's ``config``)."""
     request = read_document(args.request)
     if not isinstance(request, dict) or not isinstance(request.get("pod"), dict):
         raise UsageError(f"{args.request}: expected a map with a `pod` key")
-    pod = request["pod"]
     config = json_or_file(args.config, "--config") if args.config else request.get("config", {})
     if not isinstance(config, dict):
         raise UsageError("the plugin config must be a map")
+    return request, config
+
+
+def warn_if_stale(plugin: str) -> None:
+    """A module older than its sources is probably not what the user just edited."""
+    finding = checks.stale(Path(plugin))
+    if finding is not None:
+        print(f"podplug: {finding}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    request, config = load_request(args)
+    pod = request["pod"]
     model_serving = request.get("modelServing") or _default_model_serving(pod)
     name = args.name or Path(args.plugin).stem
+    wasm = read_module(args.plugin)
+    warn_if_stale(args.plugin)
     with Engine() as engine:
-        module = engine.load(read_bytes(args.plugin), name)
+        module = engine.load(wasm, name)
         if args.hook not in module.hooks:
             print(f"podplug: {name} has no {args.hook} hook: nothing to do", file=sys.stderr)
         entry = ChainEntry(name, module, config=config, failure_policy=FailurePolicy.FAIL,

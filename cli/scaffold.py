@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import checks
 from .main import UsageError
 
 # sdk/ in a checkout, podplug/sdk/ in a wheel (package data).
@@ -86,12 +87,24 @@ def build(args: argparse.Namespace) -> int:
     else:
         raise UsageError(f"{folder}: no Cargo.toml or package.json")
     out = Path(args.out) if args.out else folder / f"{name}.wasm"
+    staged = out.with_name(out.name + ".tmp")
     if optimise and shutil.which("wasm-opt"):
         # Custom sections (podplug.metadata) survive; debug info and names do not.
         _run(["wasm-opt", "-Oz", "--enable-bulk-memory", "--enable-sign-ext",
-              "--enable-mutable-globals", "--strip-debug", str(wasm), "-o", str(out)], folder)
+              "--enable-mutable-globals", "--strip-debug", str(wasm), "-o", str(staged)], folder)
     else:
-        shutil.copyfile(wasm, out)
+        shutil.copyfile(wasm, staged)
+    # What the host would refuse at load is a build error, not a surprise in `run`:
+    # nothing replaces the previous NAME.wasm then.
+    findings = checks.check(staged.read_bytes(), folder)
+    for f in findings:
+        print(f"podplug build: {f}", file=sys.stderr)
+    if any(f.level == checks.ERROR for f in findings):
+        staged.unlink()
+        print(f"podplug build: {out} not written ({wasm} is what the toolchain built)",
+              file=sys.stderr)
+        return 1
+    staged.replace(out)
     print(f"built {out} ({out.stat().st_size:,} bytes)")
     return 0
 

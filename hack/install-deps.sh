@@ -29,6 +29,7 @@ packages=(
   librust-serde-dev librust-serde-derive-dev librust-rmp-serde-dev librust-serde-json-dev
   librust-serde-path-to-error-dev librust-once-cell-dev  # the Rust SDK: config field paths, lazy parts
   python3 python3-venv               # Debian's interpreter: the wheel test's venv, run as uid 65532
+  zsh                                # `podplug completion zsh` is loaded by a real zsh (tests/cli)
 )
 # Node.js and npm come with the machine image; install Debian's if absent.
 command -v npm >/dev/null || packages+=(nodejs npm)
@@ -106,5 +107,6 @@ check "asc (AssemblyScript, from npm)" \
   node "$ROOT/sdk/assemblyscript/node_modules/assemblyscript/bin/asc.js" --version
 check "Debian's python3 with venv (tests/integration/test_install.py)" \
   "$(pkg_fix python3 python3-venv)" /usr/bin/python3 -c "import ensurepip, venv"
+check "zsh (tests/cli/test_completion.py)" "$(pkg_fix zsh)" /usr/bin/zsh -fc true
 check "go (builds kube-apiserver, etcd, kubectl, helm, registry, cosign)" \
   "install Go from https://go.dev/dl (or put /usr/local/go/bin on PATH)" go version

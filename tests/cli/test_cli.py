@@ -88,3 +88,56 @@ def test_inspect_shows_digest_and_hooks(files: dict[str, Path], capsys: Any) -> 
     info = json.loads(capsys.readouterr().out)
     assert info["hooks"] == ["create"]
     assert len(info["digest"]) == 64
+
+
+def test_version_is_the_installed_packages(capsys: Any) -> None:
+    import importlib.metadata
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"podplug {importlib.metadata.version('podplug')}"
+
+
+@pytest.mark.parametrize("argv", [[], ["nope"], ["run"], ["run", "x.wasm", "--hook", "later"],
+                                  ["test", "x.wasm", "--format", "xml"]])
+def test_usage_errors_exit_2(argv: list[str], capsys: Any) -> None:
+    assert main(argv) == 2
+    assert "usage: podplug" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "content", "why"), [
+    ("lib.rs", b"use podplug_sdk::*;\n", "it is Rust source: build it with `podplug build`"),
+    ("index.ts", b"export function f(): void {}\n",
+     "it is AssemblyScript source: build it with `podplug build`"),
+    ("blob.bin", b"\x7fELF\x02\x01", "no \\0asm header"),
+    ("empty.wasm", b"", "the file is empty"),
+])
+def test_a_file_that_is_not_a_module_gets_one_clear_line(
+    files: dict[str, Path], tmp_path: Path, capsys: Any, name: str, content: bytes, why: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    for verb in (["run", str(path), "-r", str(files["request"])], ["inspect", str(path)],
+                 ["test", str(path), "--cases", str(files["request"])]):
+        assert main(verb) == 2
+        err = capsys.readouterr().err
+        assert err == f"podplug: {path} is not a WebAssembly module ({why})\n", verb
+
+
+def test_a_yaml_error_names_the_file_line_and_column(
+    files: dict[str, Path], tmp_path: Path, capsys: Any
+) -> None:
+    request = tmp_path / "broken.yaml"
+    request.write_text("pod:\n  metadata: {name: p\n  spec: {}\n")
+    assert main(["run", str(files["gpu"]), "-r", str(request)]) == 2
+    assert f"podplug: {request}:3:7: not valid YAML: " in capsys.readouterr().err
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("limits:\n  fuel: [1\n")
+    ms = Path(__file__).resolve().parents[2] / "examples" / "single-node.yaml"
+    assert main(["render", str(ms), "--policy", str(policy)]) == 2
+    assert f"podplug: {policy}:3:1: not valid YAML: " in capsys.readouterr().err
+
+
+def test_a_config_that_is_not_json_says_where(files: dict[str, Path], capsys: Any) -> None:
+    assert main(["run", str(files["gpu"]), "-r", str(files["request"]), "--config",
+                 '{"a": 1,}']) == 2
+    assert "at line 1 column 9" in capsys.readouterr().err

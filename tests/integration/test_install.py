@@ -100,8 +100,8 @@ def test_the_readme_lines_run_as_written_from_an_installed_wheel(
     shutil.copytree(ROOT / "examples", work / "examples")
     lines = [line.replace("registry.example.com", registry.host) for line in readme_lines()]
     verbs = {line.split()[1] for line in lines if line.startswith("podplug ")}
-    assert verbs == {"new", "build", "test", "run", "inspect", "render", "push", "pull",
-                     "dev-cluster", "operator"}
+    assert verbs == {"--version", "new", "build", "test", "run", "bench", "inspect", "render",
+                     "push", "pull", "dev-cluster", "operator"}
     operator_at = lines.index("podplug operator")
     state = installed.scratch / "dev-cluster"
     env = {**os.environ, "PATH": f"{installed.venv / 'bin'}:{os.environ['PATH']}",
