@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -145,7 +146,7 @@ def renewed(current: Bundle | None, hosts: Sequence[str]) -> Bundle | None:
                     and cert.public_key() == key.public_key()):
                 cert.verify_directly_issued_by(ca)
                 return None
-    except (ValueError, TypeError, x509.ExtensionNotFound, x509.InvalidSignature):
+    except (ValueError, TypeError, x509.ExtensionNotFound, InvalidSignature):
         ca = None
     if current is not None and ca is not None and (
             ca.not_valid_after_utc - now > CERT_VALIDITY + RENEW_BEFORE):
