@@ -103,10 +103,15 @@ class Admission:
                      request.get("namespace"), request.get("name"), "; ".join(verdict.errors))
         response: dict[str, Any] = {"uid": request["uid"], "allowed": verdict.allowed}
         if not verdict.allowed:
+            # As the API server words its own validation errors: kubectl prints
+            # 'The ModelServing "x" is invalid:' and each cause's field.
+            kind = request.get("kind") or {}
             response["status"] = {
                 "status": "Failure", "code": 422, "reason": "Invalid",
                 "message": verdict.message(),
-                "details": {"causes": [_cause(e) for e in verdict.errors]}}
+                "details": {"name": request.get("name") or "", "group": kind.get("group", ""),
+                            "kind": kind.get("kind", "ModelServing"),
+                            "causes": [_cause(e) for e in verdict.errors]}}
         if verdict.warnings:
             response["warnings"] = [w[:_WARNING_CHARS] for w in verdict.warnings]
         return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
