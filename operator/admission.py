@@ -177,11 +177,18 @@ class Admission:
             finally:
                 left.release()
 
-        # One thread per entry, not a shared pool: a module being fetched from
-        # a registry that does not answer holds only its own thread.
-        for i in range(len(entries)):
+        # A module fetched over the network (a namespace ConfigMap, a registry)
+        # is had on a thread of its own, not from a shared pool: one that does
+        # not answer holds up only its own entry. The operator's directory is
+        # local: those entries run here, each call bounded by the deadline.
+        fetched = [i for i, e in enumerate(entries)
+                   if e.module is not None and e.module.plugin is None]
+        for i in fetched:
             threading.Thread(target=check, args=(i,), daemon=True,
                              name=f"podplug-admission-{i}").start()
+        for i in range(len(entries)):
+            if i not in fetched:
+                check(i)
         for _ in entries:
             if not left.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 break
