@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PODPLUG := $(VENV)/bin/podplug
 export PODPLUG_CACHE_DIR ?= $(HOME)/.cache/podplug
 
-.PHONY: venv deps test test-unit demo controlplane tools lint bench bench-operator bench-fairness fuzz clean
+.PHONY: venv deps test test-unit demo controlplane tools lint bench bench-operator bench-fairness bench-admission fuzz clean
 
 # A stamp keyed on pyproject.toml: the venv is rebuilt only when deps change.
 $(VENV)/.stamp: pyproject.toml
@@ -57,6 +57,10 @@ bench-operator: venv controlplane
 # How long a healthy tenant waits while two others run hostile plugins or huge objects.
 bench-fairness: venv controlplane
 	$(PY) bench/fairness.py
+
+# Admission latency with the operator's validating webhook: no plugins, the demo chain.
+bench-admission: venv controlplane
+	$(PY) bench/admission.py
 
 # Coverage-guided fuzzing of the response decoder, op validator and merge
 # (tests/fuzz/fuzz_merge.py). New inputs go to .fuzz/corpus, crashes to .fuzz/;

@@ -9,6 +9,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from podplug.operator.sources import default_plugin_dirs
 
@@ -84,10 +85,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="on SIGTERM, how long passes in flight get to stop (default "
                    "%(default)s)")
+    _webhook_flags(p)
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--log-level", choices=LEVELS, default="info")
     p.add_argument("--verbose", "-v", action="store_true", help="--log-level debug")
     p.set_defaults(func=operator)
+
+
+def _webhook_flags(p: argparse.ArgumentParser) -> None:
+    w = p.add_argument_group("admission webhook (docs/operator.md#the-admission-webhook)")
+    w.add_argument("--webhook-port", type=int, default=0, metavar="PORT",
+                   help="serve the ModelServing validating webhook (HTTPS) on this port; "
+                   "0: none (default)")
+    w.add_argument("--webhook-cert-dir", metavar="DIR", help="tls.crt and tls.key (e.g. "
+                   "cert-manager's Secret, mounted), read again when they change; default: "
+                   "a self-signed certificate kept in --webhook-cert-secret")
+    w.add_argument("--webhook-cert-secret", default="podplug-webhook-cert",
+                   metavar="[NS/]NAME", help="the Secret of the self-signed CA and "
+                   "certificate (default %(default)s, in $POD_NAMESPACE or podplug-system)")
+    w.add_argument("--webhook-service", default="podplug-webhook", metavar="NAME",
+                   help="the Service in front of the webhook, in the Secret's namespace: its "
+                   "DNS names go on the certificate (default %(default)s)")
+    w.add_argument("--webhook-host", action="append", default=[], metavar="HOST",
+                   help="one more DNS name or IP on the certificate (repeatable), for a "
+                   "clientConfig.url")
+    w.add_argument("--webhook-configuration", default="podplug-webhook", metavar="NAME",
+                   help="the ValidatingWebhookConfiguration whose caBundle the operator "
+                   "keeps patched with its CA; '' for none (default %(default)s)")
+    w.add_argument("--webhook-timeout", type=float, default=8.0, metavar="SECONDS",
+                   help="the longest one review takes, below the configuration's "
+                   "timeoutSeconds (default %(default)s)")
+
+
+def _webhook_settings(args: argparse.Namespace, pod_namespace: str | None) -> Any:
+    if not args.webhook_port:
+        return None
+    from podplug.operator.webhook import WebhookSettings
+
+    if not 0 < args.webhook_port < 65536 or args.webhook_timeout <= 0:
+        raise UsageError("--webhook-port must be a port and --webhook-timeout positive")
+    ns, _, name = args.webhook_cert_secret.rpartition("/")
+    cert_dir = Path(args.webhook_cert_dir) if args.webhook_cert_dir else None
+    if cert_dir is not None and not cert_dir.is_dir():
+        raise UsageError(f"--webhook-cert-dir {cert_dir} is not a directory")
+    return WebhookSettings(
+        port=args.webhook_port, cert_dir=cert_dir,
+        secret_namespace=ns or pod_namespace or "podplug-system", secret=name,
+        service=args.webhook_service, hosts=tuple(args.webhook_host),
+        configuration=args.webhook_configuration, timeout_s=args.webhook_timeout)
 
 
 class JsonFormatter(logging.Formatter):
@@ -150,7 +195,8 @@ def operator(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address, workers=args.workers,
         write_concurrency=args.write_concurrency, namespaces=tuple(args.namespace),
         client=client, leader=leader, resync_s=args.resync_period,
-        max_retry_delay_s=args.max_retry_delay, drain_s=args.drain_timeout)
+        max_retry_delay_s=args.max_retry_delay, drain_s=args.drain_timeout,
+        webhook=_webhook_settings(args, pod_namespace))
     try:
         api_client = load_api_client(args.kubeconfig, args.context, client)
         run(config, Kube(api_client, client))

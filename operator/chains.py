@@ -13,8 +13,14 @@ from cachetools import LRUCache, TTLCache
 
 from podplug.operator.policy import Policy
 from podplug.operator.revision import PluginDigest
-from podplug.operator.sources import ConfigMapReader, OciModules, PluginDirectory, resolve
-from podplug.operator.spec import ModelServing, PluginType
+from podplug.operator.sources import (
+    ConfigMapReader,
+    ModuleSource,
+    OciModules,
+    PluginDirectory,
+    resolve,
+)
+from podplug.operator.spec import ModelServing, PluginSpec, PluginType
 from podplug.runtime import (
     CallRecord,
     Chain,
@@ -113,27 +119,9 @@ class Chains:
         entries = []
         clamped = []
         for entry, src, granted in zip(ms.spec.plugins, sources, grants, strict=True):
-            if entry.config is not None and not isinstance(entry.config, dict):
-                raise InvalidConfig(entry.name, "load", "config must be a map")
-            module = self.engine.load(src.wasm, entry.name)
-            limits = self.policy.limits
-            if entry.limits is not None:
-                over = entry.limits.above(limits.fuel, limits.memory_bytes, limits.timeout_s)
-                if over:
-                    clamped.append(f"plugin {entry.name}: {', '.join(over)} above the "
-                                   "operator's policy, lowered to it")
-                limits = limits.lowered(fuel=entry.limits.fuel,
-                                        memory_bytes=entry.limits.memory_bytes,
-                                        timeout_s=entry.limits.timeout_seconds)
-            entries.append(ChainEntry(
-                name=entry.name,
-                module=module,
-                config=entry.config or {},
-                scope=entry.runtime_scope(),
-                failure_policy=entry.failure_policy,
-                limits=limits,
-                grants=granted,
-            ))
+            chain_entry, over = self._chain_entry(entry, src, granted)
+            entries.append(chain_entry)
+            clamped += over
         try:
             chain = Chain(entries, model_serving_view(obj))
         except ChainConfigError as e:
@@ -146,6 +134,43 @@ class Chains:
             with self._lock, contextlib.suppress(ValueError):  # larger than the whole cache
                 self._cache[key] = resolved
         return resolved
+
+    def resolve_entry(self, ms: ModelServing, obj: Mapping[str, Any], index: int, *,
+                      timeout_s: float | None = None) -> ResolvedChain:
+        """Plugin entry ``index`` alone, had, compiled and config-validated as
+        :meth:`resolve` does it, each call's deadline lowered to ``timeout_s``:
+        the admission webhook checks entries one by one, so that one entry's
+        missing module does not hide another's typo. Not cached (its compiled
+        module is); no grants (validate_config applies no mutations)."""
+        entry = ms.spec.plugins[index]
+        src = resolve(entry, ms.namespace, self.directory, self.policy, self.read_configmap,
+                      self.registries)
+        chain_entry, clamped = self._chain_entry(entry, src, frozenset(), timeout_s)
+        digests = [(entry, src.digest)] if entry.type == PluginType.WASM else []
+        return ResolvedChain(Chain([chain_entry], model_serving_view(obj)), digests, clamped)
+
+    def _chain_entry(self, entry: PluginSpec, src: ModuleSource, granted: frozenset[str],
+                     timeout_s: float | None = None) -> tuple[ChainEntry, list[str]]:
+        """The entry's compiled module and limits (the policy's, lowered by the
+        entry's own and ``timeout_s``), and what the entry asked above the policy."""
+        if entry.config is not None and not isinstance(entry.config, dict):
+            raise InvalidConfig(entry.name, "load", "config must be a map")
+        module = self.engine.load(src.wasm, entry.name)
+        limits = self.policy.limits
+        clamped = []
+        if entry.limits is not None:
+            over = entry.limits.above(limits.fuel, limits.memory_bytes, limits.timeout_s)
+            if over:
+                clamped.append(f"plugin {entry.name}: {', '.join(over)} above the "
+                               "operator's policy, lowered to it")
+            limits = limits.lowered(fuel=entry.limits.fuel,
+                                    memory_bytes=entry.limits.memory_bytes,
+                                    timeout_s=entry.limits.timeout_seconds)
+        if timeout_s is not None:
+            limits = limits.lowered(timeout_s=timeout_s)
+        return ChainEntry(name=entry.name, module=module, config=entry.config or {},
+                          scope=entry.runtime_scope(), failure_policy=entry.failure_policy,
+                          limits=limits, grants=granted), clamped
 
 
 __all__ = ["Chains", "PluginError", "ResolvedChain", "model_serving_view"]

@@ -34,6 +34,7 @@ from podplug.operator.metrics import Metrics
 from podplug.operator.policy import Policy
 from podplug.operator.reconcile import Caches, Outcome, PassSettings, Reconciler
 from podplug.operator.sources import PluginDirectory
+from podplug.operator.webhook import Webhook, WebhookSettings
 from podplug.operator.workqueue import QueueMetrics, WorkQueue
 from podplug.runtime import Engine
 
@@ -72,6 +73,8 @@ class OperatorConfig:
     passes: PassSettings = PassSettings()
     #: None: no leader election (a single replica)
     leader: LeaderSettings | None = None
+    #: None: no admission webhook; else served by every replica, leading or not
+    webhook: WebhookSettings | None = None
 
 
 class Controller:
@@ -127,6 +130,8 @@ class Controller:
         self._threads: list[threading.Thread] = []
         self._penalty: dict[str, float] = {}
         self._http: ThreadingHTTPServer | None = None
+        self.webhook = (Webhook(config.webhook, kube, self.chains, config.policy, self.metrics)
+                        if config.webhook is not None else None)
         if config.metrics_port:
             # Bound here, so a port in use stops the start with one clear error.
             self._http = _serve(self, config.metrics_address, config.metrics_port)
@@ -145,14 +150,18 @@ class Controller:
             inf.start()
         self._spawn(self._resync, "podplug-resync")
         self._spawn(self._watch_podgroup_crd, "podplug-podgroup-crd")
+        if self.webhook is not None:
+            self.webhook.start()
         if self.elector is not None:
             self.elector.start()
         else:
             self._start_workers()
 
     def ready(self) -> bool:
-        """Caches synced: the replica can serve (leading or standing by)."""
-        return self.pods.synced and self.services.synced and self.revisions.synced
+        """Caches synced (and the webhook has its certificate): the replica can
+        serve, leading or standing by."""
+        return (self.pods.synced and self.services.synced and self.revisions.synced
+                and (self.webhook is None or self.webhook.serving))
 
     def _start_workers(self) -> None:
         if self._workers_started.is_set():
@@ -209,6 +218,8 @@ class Controller:
                 inf.stop()
         self.events.stop(timeout_s=2.0)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.webhook is not None:
+            self.webhook.close()
         self.engine.close()
         if self._http is not None:
             self._http.shutdown()

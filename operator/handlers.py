@@ -16,6 +16,7 @@ from podplug.operator.controller import Controller, OperatorConfig
 from podplug.operator.kube import ApiError, Kube
 from podplug.operator.leader import default_identity
 from podplug.operator.spec import GROUP, PLURAL, VERSION
+from podplug.operator.webhook import WebhookError
 
 log = logging.getLogger("podplug.operator")
 
@@ -94,6 +95,8 @@ def run(config: OperatorConfig, kube: Kube) -> None:
     version = connect(kube)
     try:
         controller = Controller(config, kube)
+    except WebhookError as e:
+        raise StartupError(str(e)) from None
     except OSError as e:
         raise StartupError(f"cannot serve metrics and probes on "
                            f"{config.metrics_address}:{config.metrics_port}: "

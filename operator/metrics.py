@@ -67,6 +67,15 @@ class Metrics:
         self.compiled_modules = Gauge("podplug_compiled_modules",
                                       "Compiled modules the engine keeps in memory.",
                                       registry=r)
+        self.admission_reviews = Counter(
+            "podplug_admission_reviews", "ModelServing admission reviews answered, by "
+            "operation and result (allowed, refused, bad_request).", ["operation", "result"],
+            registry=r)
+        self.admission_seconds = Histogram(
+            "podplug_admission_review_duration_seconds",
+            "Wall time of one admission review, its plugin checks included.", registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 5.0,
+                     10.0))
         self.queue_longest = Gauge("workqueue_longest_running_processor_seconds",
                                    "How long the longest-running worker has held its key.",
                                    q, registry=r)

@@ -31,6 +31,8 @@ oci:                         # modules from OCI registries (spec.plugins[].modul
   requireSignature: true     # false: an allowed registry is enough (not recommended)
   caFile: /etc/podplug/oci/ca.crt          # extra CA bundle for registries (default: system)
   credentials: /etc/podplug/oci/config.json  # docker config.json (a dockerconfigjson Secret)
+admission:                   # the validating webhook (podplug operator --webhook-port)
+  unavailableModules: Admit  # or Refuse: a module that cannot be had now refuses the object
 ```
 
 A grant is keyed by what the cluster admin controls: the namespaces it holds
@@ -190,6 +192,12 @@ class Policy:
     #: object can make the operator hold in memory.
     max_pods_per_model_serving: int = 10_000
     oci: OciPolicy = field(default_factory=lambda: OciPolicy())
+    #: whether the admission webhook refuses a ModelServing whose module cannot be
+    #: had at that moment (a missing ConfigMap, a digest mismatch, a registry
+    #: down). Off: admitted with a warning; the operator reports it in the status
+    #: and recovers once the module can be had, so applying a ModelServing
+    #: before its ConfigMap works.
+    admission_refuses_unavailable: bool = False
 
     @property
     def needs_namespace_labels(self) -> bool:
@@ -218,7 +226,7 @@ class Policy:
         if not isinstance(raw, dict):
             raise PolicyError(f"{where}: expected a map")
         _only(raw, {"limits", "namespacePlugins", "grants", "moduleCache",
-                    "maxPodsPerModelServing", "oci"}, where)
+                    "maxPodsPerModelServing", "oci", "admission"}, where)
         max_pods = raw.get("maxPodsPerModelServing", cls.max_pods_per_model_serving)
         if not isinstance(max_pods, int) or isinstance(max_pods, bool) or max_pods < 1:
             raise PolicyError(f"{where}: maxPodsPerModelServing must be a positive integer")
@@ -245,6 +253,12 @@ class Policy:
             raise PolicyError(f"{where}: moduleCache: {e}") from None
         ns = raw.get("namespacePlugins") or {}
         _only(ns, {"allowed", "requireSha256"}, f"{where}: namespacePlugins")
+        admission = raw.get("admission") or {}
+        _only(admission, {"unavailableModules"}, f"{where}: admission")
+        unavailable = admission.get("unavailableModules", "Admit")
+        if unavailable not in ("Admit", "Refuse"):
+            raise PolicyError(f"{where}: admission.unavailableModules must be Admit or Refuse, "
+                              f"not {unavailable!r}")
         return cls(
             limits=limits,
             namespace_plugins_allowed=_bool(ns, "allowed", False, where),
@@ -254,6 +268,7 @@ class Policy:
             max_disk_bytes=max_disk,
             max_pods_per_model_serving=max_pods,
             oci=_oci(raw.get("oci") or {}, f"{where}: oci"),
+            admission_refuses_unavailable=unavailable == "Refuse",
         )
 
 

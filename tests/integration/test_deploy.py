@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from packaging.requirements import Requirement
 
 from podplug.cli.main import build_parser
 from podplug.devcluster.cluster import LocalCluster
+from podplug.operator import admission
 from podplug.operator.policy import Policy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +59,24 @@ OPERATOR_CALLS = [
 LEASE_CALLS = [("get", "coordination.k8s.io", "leases"),
                ("create", "coordination.k8s.io", "leases"),
                ("update", "coordination.k8s.io", "leases")]
+# The admission webhook's self-signed certificate (operator/certs.py): its one Secret in
+# the operator's namespace, and the caBundle of its one ValidatingWebhookConfiguration
+# (names as both installs give them).
+WEBHOOK_SECRET, WEBHOOK_CONFIG = "podplug-webhook-cert", "podplug-webhook"
+WEBHOOK_CALLS = [("create", "", "secrets", None), ("get", "", "secrets", WEBHOOK_SECRET),
+                 ("update", "", "secrets", WEBHOOK_SECRET)]
+WEBHOOK_CONFIG_CALLS = [
+    ("get", "admissionregistration.k8s.io", "validatingwebhookconfigurations", WEBHOOK_CONFIG),
+    ("patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations",
+     WEBHOOK_CONFIG)]
+# ...and nothing else of their kinds.
+WEBHOOK_NOT_ALLOWED = [
+    ("get", "", "secrets", "another-secret"), ("update", "", "secrets", "another-secret"),
+    ("list", "", "secrets", None), ("delete", "", "secrets", WEBHOOK_SECRET),
+    ("patch", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "another"),
+    ("create", "admissionregistration.k8s.io", "validatingwebhookconfigurations", None),
+    ("patch", "admissionregistration.k8s.io", "mutatingwebhookconfigurations",
+     WEBHOOK_CONFIG)]
 NOT_ALLOWED = [("delete", "workload.serving.volcano.sh", "modelservings"),
                ("update", "coordination.k8s.io", "leases"),  # outside its namespace
                ("get", "", "secrets"), ("create", "rbac.authorization.k8s.io", "roles")]
@@ -134,7 +154,26 @@ def test_the_operator_may_do_what_it_does(clusters: dict[str, LocalCluster], how
     own = "podplug-system" if how == "kustomize" else HELM_NS
     denied += [f"{verb} {group}/{resource} in {own}" for verb, group, resource in LEASE_CALLS
                if not allowed(clusters[how], ACCOUNTS[how], verb, group, resource, own)]
+    denied += [f"{verb} {resource}/{name} in {own}" for verb, group, resource, name
+               in WEBHOOK_CALLS
+               if not allowed(clusters[how], ACCOUNTS[how], verb, group, resource, own, name)]
+    denied += [f"{verb} {resource}/{name}" for verb, group, resource, name
+               in WEBHOOK_CONFIG_CALLS
+               if not allowed(clusters[how], ACCOUNTS[how], verb, group, resource, "", name)]
     assert denied == []
+
+
+@pytest.mark.parametrize("how", ["kustomize", "helm"])
+def test_the_operator_may_touch_no_other_secret_or_webhook_configuration(
+        clusters: dict[str, LocalCluster], how: str) -> None:
+    own = "podplug-system" if how == "kustomize" else HELM_NS
+    granted = [f"{verb} {resource}/{name}" for verb, group, resource, name
+               in WEBHOOK_NOT_ALLOWED
+               if allowed(clusters[how], ACCOUNTS[how], verb, group, resource,
+                          "" if "webhook" in resource else own, name)]
+    granted += [f"{verb} secrets/{name} in team-a" for verb, _, _, name in WEBHOOK_CALLS
+                if allowed(clusters[how], ACCOUNTS[how], verb, "", "secrets", "team-a", name)]
+    assert granted == []
 
 
 @pytest.mark.parametrize("how", ["kustomize", "helm"])
@@ -145,12 +184,13 @@ def test_the_operator_may_not_do_more(clusters: dict[str, LocalCluster], how: st
 
 
 def allowed(cluster: LocalCluster, user: str, verb: str, group: str, resource: str,
-            namespace: str = "team-a") -> bool:
+            namespace: str = "team-a", name: str | None = None) -> bool:
     res, _, sub = resource.partition("/")
+    attributes = {"verb": verb, "group": group, "resource": res, "subresource": sub,
+                  "namespace": namespace, **({"name": name} if name else {})}
     review = client.AuthorizationV1Api(cluster.api_client()).create_subject_access_review({
         "spec": {"user": user, "groups": ["system:serviceaccounts"],
-                 "resourceAttributes": {"verb": verb, "group": group, "resource": res,
-                                        "subresource": sub, "namespace": namespace}}})
+                 "resourceAttributes": attributes}})
     return bool(review.status.allowed)
 
 
@@ -195,6 +235,65 @@ def test_the_deployment_starts_podplug_operator_with_arguments_it_accepts(
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert named[container["readinessProbe"]["httpGet"]["port"]] == port
     assert pod["securityContext"]["runAsUser"] == 65532
+    # The webhook: served on the port the Service targets, its certificate for the
+    # Service's names, its CA patched into the configuration that names the Service.
+    assert args.webhook_port == named["webhook"] and args.webhook_cert_dir is None
+    service = next(d for d in objs if d["kind"] == "Service"
+                   and d["metadata"]["name"] == args.webhook_service)
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "webhook"}]
+    assert service["spec"]["selector"] == one(objs, "Deployment")["spec"]["selector"][
+        "matchLabels"]
+    assert args.webhook_cert_secret == WEBHOOK_SECRET
+    config = one(objs, "ValidatingWebhookConfiguration")
+    assert config["metadata"]["name"] == args.webhook_configuration == WEBHOOK_CONFIG
+    (hook,) = config["webhooks"]
+    assert hook["clientConfig"]["service"] == {
+        "name": args.webhook_service, "namespace": service["metadata"]["namespace"],
+        "path": admission.PATH, "port": 443}
+    assert "caBundle" not in hook["clientConfig"]  # the operator's to patch
+    # As docs/operator.md explains them: fail open, answered within the timeout.
+    assert (hook["failurePolicy"], hook["timeoutSeconds"], hook["sideEffects"]) == (
+        "Ignore", 10, "None")
+    assert args.webhook_timeout <= hook["timeoutSeconds"] - 2
+    assert hook["rules"] == [{"apiGroups": ["workload.serving.volcano.sh"],
+                              "apiVersions": ["v1alpha1"], "resources": ["modelservings"],
+                              "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"}]
+
+
+def test_the_cert_manager_component_mounts_its_certificate_and_drops_the_operators_rights(
+        kubectl: Path, kustomized: list[dict[str, Any]], tmp_path: Path) -> None:
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy, ignore=shutil.ignore_patterns("helm", "__pycache__"))
+    kustomization = copy / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert "# components:\n#   - cert-manager\n" in text  # as docs/operator.md says
+    kustomization.write_text(text.replace("# components:\n#   - cert-manager\n",
+                                          "components:\n  - cert-manager\n"))
+    objs = docs(run([kubectl, "kustomize", copy]))
+    (container,) = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(container["args"])
+    base = build_parser().parse_args(
+        one(kustomized, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert args.webhook_cert_dir == mounts["webhook-cert"]
+    same = {"webhook_cert_dir", "webhook_cert_secret", "webhook_service",
+            "webhook_configuration"}
+    assert {k: v for k, v in vars(args).items() if k not in same} == {
+        k: v for k, v in vars(base).items() if k not in same}
+    cert = one(objs, "Certificate")
+    volume = next(v for v in one(objs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == "webhook-cert")
+    assert volume["secret"]["secretName"] == cert["spec"]["secretName"]
+    service = next(d for d in objs if d["kind"] == "Service"
+                   and d["metadata"]["name"] == WEBHOOK_CONFIG)
+    ns = service["metadata"]["namespace"]
+    assert f"{WEBHOOK_CONFIG}.{ns}.svc" in cert["spec"]["dnsNames"]
+    config = one(objs, "ValidatingWebhookConfiguration")
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        f"{ns}/{cert['metadata']['name']}")
+    rules = [r for d in objs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]]
+    assert not [r for r in rules if {"secrets", "validatingwebhookconfigurations"}
+                & set(r["resources"])]
 
 
 def test_the_charts_values_reach_the_deployment_and_the_policy_and_install_dry_run(
@@ -224,7 +323,13 @@ def test_the_charts_values_reach_the_deployment_and_the_policy_and_install_dry_r
     assert policy["oci"]["registries"][0]["prefix"] == "registry.example.com/team-a/"
     sources = next(v for v in deploy["volumes"] if v["name"] == "plugins")["projected"]["sources"]
     assert [s["configMap"]["name"] for s in sources] == ["podplug-plugins", "team-modules"]
-    assert one(objs, "Service")["spec"]["ports"][0]["port"] == 8080
+    assert next(d for d in objs if d["kind"] == "Service" and d["metadata"]["name"].endswith(
+        "-metrics"))["spec"]["ports"][0]["port"] == 8080
+    # The webhook reviews only the namespaces this release's operator serves.
+    (hook,) = one(objs, "ValidatingWebhookConfiguration")["webhooks"]
+    assert hook["namespaceSelector"] == {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "In",
+         "values": ["team-a", "team-b"]}]}
     # The API server admits all of it (server-side dry run: nothing is created).
     run([helm, "install", "second", CHART, "-n", "team-ops", "--create-namespace", "-f", values,
          "--dry-run=server", "--kubeconfig", clusters["helm"].kubeconfig])

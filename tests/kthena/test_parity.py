@@ -5,8 +5,9 @@ namespace per recording on the real local API server, with Volcano's PodGroup CR
 (hack/volcano-crd/build.sh). The same driver that recorded Kthena (recording.py) applies the same
 manifests and steps, and every test compares podplug's normalised objects with Kthena's:
 
-- ``test_admission_matches_kthena``: per manifest, podplug admits exactly what Kthena (its
-  CRD + webhook, validation/results.json) admits.
+- ``test_admission_matches_kthena``: per manifest, podplug (its CRD and its validating
+  webhook, registered from deploy/operator/webhook.yaml as a user gets it) admits exactly
+  what Kthena (its CRD + webhook, validation/results.json) admits.
 - ``test_objects_match_kthena``: per served manifest, after the apply and after every Pod
   is ready (expected/).
 - ``test_scenario_step_matches_kthena``: per scenario, the state after every step.
@@ -54,7 +55,7 @@ from recording import (
     ready_until_settled,
 )
 
-from podplug.devcluster.cluster import LocalCluster, project_crds
+from podplug.devcluster.cluster import LocalCluster, free_port, project_crds
 from podplug.operator.sources import shipped_plugins_dir
 
 HERE = Path(__file__).parent
@@ -118,6 +119,42 @@ class Operator(_operator_tests.Operator):
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class Webhook:
+    """deploy/operator/webhook.yaml's configuration as shipped, sent to the operator by
+    ``clientConfig.url``; the operator serves it with its self-signed certificate and
+    patches the caBundle, as in a cluster."""
+
+    NAME = "podplug-webhook"
+    CONFIG = next(d for d in yaml.safe_load_all((ROOT / "deploy" / "operator" /
+                                                 "webhook.yaml").read_text())
+                  if d["kind"] == "ValidatingWebhookConfiguration")
+
+    def __init__(self, cluster: LocalCluster, op: Operator) -> None:
+        self.port = free_port()
+        self.admissions = client.AdmissionregistrationV1Api(cluster.api_client())
+        op.argv += ["--webhook-port", str(self.port), "--webhook-cert-secret",
+                    f"validation/{self.NAME}-cert", "--webhook-host", "127.0.0.1",
+                    "--webhook-configuration", self.NAME]
+
+    def register(self, custom: client.CustomObjectsApi) -> None:
+        config = copy.deepcopy(self.CONFIG)
+        config["metadata"]["name"] = self.NAME
+        path = config["webhooks"][0]["clientConfig"]["service"]["path"]
+        config["webhooks"][0]["clientConfig"] = {"url": f"https://127.0.0.1:{self.port}{path}"}
+        self.admissions.create_validating_webhook_configuration(config)
+        # Serving (the caBundle patched, the API server's view of it current) once an
+        # image with a space is refused.
+        probe = yaml.safe_load((HERE / "validation/manifests/image-with-space.yaml").read_text())
+        probe.setdefault("metadata", {})["namespace"] = "validation"
+        deadline = time.monotonic() + 60
+        while _admitted(custom, "validation", probe)["admitted"]:
+            assert time.monotonic() < deadline, "the webhook never answered"
+            time.sleep(0.2)
+
+    def unregister(self) -> None:
+        self.admissions.delete_validating_webhook_configuration(self.NAME)
 
 
 def volcano_podgroup_crd() -> Path:
@@ -289,10 +326,6 @@ def podplug_results(cluster: LocalCluster, api: client.ApiClient,
     t0 = time.monotonic()
     phases: dict[str, float] = {}
     custom = client.CustomObjectsApi(api)
-    for key in VALIDATION:
-        obj = yaml.safe_load((HERE / key).read_text())
-        obj.setdefault("metadata", {})["namespace"] = "validation"
-        results["admission"][key] = _admitted(custom, "validation", obj)
 
     takeover_uids: dict[str, dict[str, str]] = {}
     takeover_errors: dict[str, str] = {}
@@ -303,11 +336,20 @@ def podplug_results(cluster: LocalCluster, api: client.ApiClient,
             takeover_errors[n] = f"{e.status}: {json.loads(e.body or '{}').get('message')}"
         takeover_uids[n] = _pods_by_uid(api, names[f"t/{n}"])
 
-    phases["admission and takeover set-up"] = time.monotonic() - t0
+    phases["takeover set-up"] = time.monotonic() - t0
     serial = {"controller-restart"}
     op = Operator(cluster, [ns for k, ns in names.items() if k != "v"], log_dir / "op.log")
+    webhook = Webhook(cluster, op)
     op.start()
     try:
+        # What deploy/ gives a user: the operator's validating webhook on every
+        # ModelServing from here on (the takeovers' objects were Kthena's).
+        webhook.register(custom)
+        for key in VALIDATION:
+            obj = yaml.safe_load((HERE / key).read_text())
+            obj.setdefault("metadata", {})["namespace"] = "validation"
+            results["admission"][key] = _admitted(custom, "validation", obj)
+        phases["admission"] = time.monotonic() - t0
         hooks = {"restart_controller": lambda step: op.restart()}
         with ThreadPoolExecutor(WORKERS) as ex:
             futs = {n: ex.submit(_record_manifest, api, names[f"m/{n}"], n) for n in SERVED}
@@ -329,6 +371,7 @@ def podplug_results(cluster: LocalCluster, api: client.ApiClient,
             results["scenarios"][n] = _record_scenario(api, names[f"s/{n}"], SCENARIOS[n], hooks)
     finally:
         op.stop()
+        webhook.unregister()
 
     phases["controller-restart"] = time.monotonic() - t0
     # scenarios recorded without the PodGroup CRD: a cluster of their own
