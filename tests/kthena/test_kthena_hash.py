@@ -15,8 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import kthena_hash
 import pytest
+
+from podplug.operator import kthena_hash
 
 HERE = Path(__file__).parent
 REVISION = "modelserving.volcano.sh/revision"
