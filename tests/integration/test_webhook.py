@@ -142,7 +142,9 @@ def kubectl_apply(kubectl: Path, cluster: LocalCluster, namespace: str,
                   obj: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(kubectl), "apply", "-n", namespace, "-f", "-"],
                           input=yaml.safe_dump(obj), capture_output=True, text=True,
-                          env={"KUBECONFIG": str(cluster.kubeconfig)}, timeout=60)
+                          # HOME too: without it kubectl caches discovery in ./.kube
+                          env={"KUBECONFIG": str(cluster.kubeconfig),
+                               "HOME": str(cluster.dir)}, timeout=60)
 
 
 def test_the_operator_patches_its_own_ca_into_the_configuration(
