@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -37,7 +38,8 @@ GROUP, VERSION, PLURAL = "workload.serving.volcano.sh", "v1alpha1", "modelservin
 def run_once(cluster: LocalCluster, plugins: Path, logs: Path, load: str, n: int) -> float:
     api = cluster.api_client()
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    names = [f"{load}-{n}-{t}" for t in ("a", "b", "c")]
+    slug = re.sub(r"[^a-z0-9]+", "-", load.lower()).strip("-")
+    names = [f"{slug}-{n}-{t}" for t in ("a", "b", "c")]
     for ns in names:
         core.create_namespace({"metadata": {"name": ns}})
     policy = logs / "policy.yaml"
