@@ -53,11 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--write-concurrency", type=int, default=8,
                    help="API writes in flight at once, all passes together "
                    "(default %(default)s)")
-    p.add_argument("--kube-api-qps", type=float, default=100.0,
-                   help="sustained API requests per second, 0 for no limit "
-                   "(default %(default)s)")
+    p.add_argument("--kube-api-qps", type=float, default=0.0,
+                   help="a client-side limit: sustained API requests per second (default: "
+                   "0, none; the API server's Priority and Fairness limits the operator)")
     p.add_argument("--kube-api-burst", type=int, default=200,
-                   help="API requests above the sustained rate (default %(default)s)")
+                   help="with --kube-api-qps: requests above the sustained rate "
+                   "(default %(default)s)")
     p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=None,
                    help="take part in leader election on a Lease, so only one replica "
                    "writes (default: on when $POD_NAMESPACE is set, as in a Deployment)")

@@ -11,8 +11,12 @@ through the official client's connection pool and authentication
   pool and the next request reuses it (an unread response costs a new TCP and
   TLS handshake per request);
 - every call has a connect and a read timeout;
-- a token bucket limits requests per second (``qps``/``burst``, as in
-  client-go), so one reconcile pass cannot flood the API server;
+- writes in flight are bounded (``--write-concurrency``) and a pass creates in
+  slow-start batches; an optional token bucket limits requests per second
+  (``qps``/``burst``, as in client-go). It is off by default, as in
+  controller-runtime since v0.21: SIG API Machinery's advice is to rely on the
+  API server's Priority and Fairness, which a client-side limit only hides
+  behind its own queue;
 - errors are :class:`ApiError`, with the HTTP status and the API server's
   message.
 """
@@ -69,8 +73,8 @@ class ConfigError(Exception):
 class ClientSettings:
     """How the operator talks to the API server; units in the names."""
 
-    #: sustained requests per second (client-go's QPS); 0 disables the limit
-    qps: float = 100.0
+    #: sustained requests per second (client-go's QPS); 0: no client-side limit
+    qps: float = 0.0
     #: requests allowed at once above the sustained rate (client-go's Burst)
     burst: int = 200
     connect_timeout_s: float = 5.0
