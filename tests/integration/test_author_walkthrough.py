@@ -123,8 +123,9 @@ class Reader:
         self.ran.append((block, out))
         return out
 
-    def output_of(self, command: str) -> str:
-        return next(out for block, out in self.ran if command in block.body)
+    def last(self, command: str) -> tuple[Block, str]:
+        """The last block run that has ``command``, and its output."""
+        return next((b, out) for b, out in reversed(self.ran) if command in b.body)
 
     def digest(self) -> str:
         wasm = self.work / "shm-defaults" / "shm-defaults.wasm"
@@ -179,8 +180,9 @@ def test_the_guide_takes_a_plugin_from_an_empty_folder_to_a_mutated_pod(
                 to_configmap = time.monotonic() - started
         text = "\n".join(reader.out)
         assert "PASS the serving container gets /dev/shm" in text and "1 passed, 0 failed" in text
-        # The guide's `kubectl get` prints what its comment says.
-        assert reader.output_of("kubectl get pod").strip().endswith('{"medium":"Memory","sizeLimit":"16Gi"}')
+        # The guide's `kubectl get` prints what the comment under it says.
+        block, out = reader.last("kubectl get pod")
+        assert out.strip().endswith(block.body.strip().splitlines()[-1].removeprefix("# "))
         pod = pods(core, namespace)[POD]
         ran = json.loads(pod["metadata"]["annotations"]["podplug.io/plugins"])
         assert ran == [{"plugin": "shm", "digest": f"sha256:{reader.digest()}", "ops": 2}]
