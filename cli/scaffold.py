@@ -9,6 +9,7 @@ toolchain that can build wasm32 on this machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.resources
 import json
 import os
@@ -16,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import checks
@@ -124,7 +126,10 @@ def _build_rust(folder: Path) -> tuple[str, Path]:
     name = m.group(1)
     cmd = ["cargo", "build", "--release", "--target", "wasm32-unknown-unknown"]
     env = dict(os.environ)
-    if not _rustup_has_wasm32():
+    if _rustup_has_wasm32():
+        _run(cmd, folder, env)
+        target = Path(env.get("CARGO_TARGET_DIR", folder / "target"))
+    else:
         # Debian's rustc with libstd-rust-dev-wasm32, crates from /usr/share/cargo/registry.
         offline = SDK_ROOT / "rust" / "debian-offline.toml"
         if not Path("/usr/bin/cargo").exists() or not offline.exists():
@@ -133,13 +138,41 @@ def _build_rust(folder: Path) -> tuple[str, Path]:
                              "libstd-rust-dev-wasm32 (see sdk/rust/README.md)")
         cmd = ["/usr/bin/cargo", "build", "--release", "--target", "wasm32-unknown-unknown",
                "--offline", "--config", str(offline)]
-        env.update(RUSTC="/usr/bin/rustc", CARGO="/usr/bin/cargo")
-    _run(cmd, folder, env)
-    target = Path(env.get("CARGO_TARGET_DIR", folder / "target"))
+        target = folder / "target" / DEBIAN_DIR
+        env.update(RUSTC="/usr/bin/rustc", CARGO="/usr/bin/cargo", CARGO_TARGET_DIR=str(target))
+        with _debian_lockfile(folder, target):
+            _run(cmd, folder, env)
     wasm = target / "wasm32-unknown-unknown" / "release" / f"{name.replace('-', '_')}.wasm"
     if not wasm.exists():
         raise UsageError(f"cargo did not produce {wasm} (is crate-type cdylib?)")
     return name, wasm
+
+
+# Debian's cargo and rustup's cannot share a Cargo.lock: Debian's registry gives
+# other checksums (some "Could not get crate checksum") and only its own versions,
+# and cargo 1.63 cannot read the version 4 lockfiles a current cargo writes. So a
+# Debian build keeps its lockfile and target dir in target/debian-offline/, and
+# the folder's Cargo.lock stays the one `cargo test` (rustup's, crates.io) owns.
+DEBIAN_DIR = "debian-offline"
+
+
+@contextlib.contextmanager
+def _debian_lockfile(folder: Path, target: Path) -> Iterator[None]:
+    lock, own, users = folder / "Cargo.lock", target / "Cargo.lock", target / "Cargo.lock.user"
+    target.mkdir(parents=True, exist_ok=True)
+    if users.exists():  # an interrupted build left the user's lockfile aside
+        users.replace(lock)
+    if lock.exists():
+        lock.replace(users)
+    if own.exists():
+        own.replace(lock)
+    try:
+        yield
+    finally:
+        if lock.exists():
+            lock.replace(own)
+        if users.exists():
+            users.replace(lock)
 
 
 def _rustup_has_wasm32() -> bool:

@@ -1,8 +1,10 @@
 """From nothing to a plugin: `podplug new`, `podplug build`, the project's own
-test, and the built module through the host."""
+tests (native, and its cases through the host), and the built module through
+the host."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,15 @@ def test_a_scaffold_builds_passes_its_own_test_and_runs_in_the_host(
         own = ["npm", "test"]
     done = subprocess.run(own, cwd=project, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    # Its own cases/ (beside the module) pass through the real host as created.
+    capsys.readouterr()
+    assert main(["test", str(wasm)]) == 0
+    assert "1 passed, 0 failed" in capsys.readouterr().out
+    if lang == "assemblyscript":
+        # Editors read the SDK's and AssemblyScript's types through tsconfig.json.
+        extends = json.loads((project / "tsconfig.json").read_text())["extends"]
+        assert (project / "node_modules" / extends).is_file()
 
     request = tmp_path / "request.yaml"
     request.write_text(yaml.safe_dump({"pod": POD}))
