@@ -36,10 +36,11 @@ lint: venv
 
 # Every test: lint, runtime and hostile modules, SDK builds and conformance, the
 # shipped plugins (rebuilt and compared with the committed bytes), and the
-# operator against a real kube-apiserver. A skipped test fails the run here.
+# operator against a real kube-apiserver, and Kthena parity (tests/kthena, run
+# beside the rest by hack/test.sh). A skipped test fails the run here.
 test: deps venv controlplane tools
 	$(VENV)/bin/ruff check .
-	PODPLUG_STRICT=1 $(PY) -m pytest
+	PODPLUG_STRICT=1 PY=$(PY) hack/test.sh
 
 demo: deps venv controlplane
 	$(PY) hack/demo.py
