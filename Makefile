@@ -36,8 +36,8 @@ lint: venv
 
 # Every test: lint, runtime and hostile modules, SDK builds and conformance, the
 # shipped plugins (rebuilt and compared with the committed bytes), and the
-# operator against a real kube-apiserver, and Kthena parity (tests/kthena, run
-# beside the rest by hack/test.sh). A skipped test fails the run here.
+# operator against a real kube-apiserver, and Kthena parity; hack/test.sh runs
+# the slowest parts beside the rest. A skipped test fails the run here.
 test: deps venv controlplane tools
 	$(VENV)/bin/ruff check .
 	PODPLUG_STRICT=1 PY=$(PY) hack/test.sh
