@@ -45,6 +45,8 @@ start_ticker() {
     ( exec 9>&-; while sleep 60 >/dev/null 2>&1 && kill -0 $$ 2>/dev/null; do
         step "... still building ($((SECONDS - start))s)"; done ) &
     ticker=$!
-    trap 'kill $ticker 2>/dev/null; rm -rf "$CACHE"/.*.tmp.$$' EXIT
+    # `|| true`: the ticker may be gone already (killed after a build), and under
+    # set -e a failing command in this trap would turn a good exit into exit 1.
+    trap 'kill $ticker 2>/dev/null || true; rm -rf "$CACHE"/.*.tmp.$$' EXIT
     trap 'exit 130' INT TERM  # run the EXIT trap on Ctrl-C and kill too
 }
