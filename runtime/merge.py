@@ -148,7 +148,9 @@ class _State:
         # Only for a part not read yet; afterwards it is a plain attribute.
         spec = self._spec
         if name == "template_containers":
-            value: Any = frozenset(self.containers) | self.init_containers
+            # from the Pod, not from `containers`, which ops add to as they are checked
+            value: Any = frozenset(c.get("name", "") for key in ("containers", "initContainers")
+                                   for c in spec.get(key) or ())
         elif name == "containers":
             value = {c.get("name", "") for c in spec.get("containers") or ()}
         elif name == "init_containers":
