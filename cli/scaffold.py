@@ -138,7 +138,8 @@ def _build_rust(folder: Path) -> tuple[str, Path]:
                              "libstd-rust-dev-wasm32 (see sdk/rust/README.md)")
         cmd = ["/usr/bin/cargo", "build", "--release", "--target", "wasm32-unknown-unknown",
                "--offline", "--config", str(offline)]
-        target = folder / "target" / DEBIAN_DIR
+        # CARGO_TARGET_DIR moves it as it moves rustup's build (one shared by many plugins)
+        target = Path(env.get("CARGO_TARGET_DIR") or folder / "target") / DEBIAN_DIR
         env.update(RUSTC="/usr/bin/rustc", CARGO="/usr/bin/cargo", CARGO_TARGET_DIR=str(target))
         with _debian_lockfile(folder, target):
             _run(cmd, folder, env)

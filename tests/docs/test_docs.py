@@ -1,0 +1,231 @@
+"""The docs as written: every fenced block of README.md, docs/, the SDK and
+template READMEs and the shipped plugins' READMEs is run, checked, or marked
+with the reason it is not (docblocks.py has the markers).
+
+- ``sh`` blocks run in bash (``-e -o pipefail``), in order per document, in a
+  fresh folder (the checkout for a block marked ``in the checkout``), with this
+  checkout's venv first on PATH (``podplug`` as a reader has it after ``make
+  venv``). A template's README is run as ``podplug
+  new`` renders it, inside the new scaffold. docs/plugin-authors.md is run by
+  tests/integration/test_author_walkthrough.py against a real API server, so
+  only its other blocks are checked here.
+- ``yaml`` and ``json`` blocks must parse; a ModelServing is rendered with
+  ``podplug render`` (the CRD's schema, Kthena's rules, the shipped plugins);
+  plugin entries naming a shipped plugin (``spec.plugins``, ``plugins``, or a
+  list of entries) have their ``config`` validated by that plugin's
+  ``validate_config``.
+- ``python`` blocks must compile, name nothing they do not define or import
+  (ruff's pyflakes rules), and their imports must import.
+- Anything else (output, listings, Rust and TypeScript fragments) is marked
+  ``skip (why)``, naming the test that covers it where one does.
+
+What the harness does that a reader does not: Rust builds share one cargo
+target directory under ``$PODPLUG_CACHE_DIR/docs`` (``CARGO_TARGET_DIR``), so
+only the first run compiles the SDK's dependencies.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from docblocks import ROOT, Block, blocks, marker_problems
+
+from podplug.cli.main import main
+from podplug.runtime import Chain, ChainEntry, Engine, PodplugError
+
+DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"),
+               *(p for p in (ROOT / "sdk").glob("**/README.md") if "node_modules" not in p.parts),
+               *(ROOT / "plugins-wasm").glob("*/README.md")])
+# Documents whose shell blocks another test runs from start to end.
+RUN_ELSEWHERE = {"docs/plugin-authors.md": "tests/integration/test_author_walkthrough.py"}
+# A template's README is what `podplug new` leaves in the new folder.
+SCAFFOLDS = {"sdk/rust/template/README.md": "rust",
+             "sdk/assemblyscript/template/README.md": "assemblyscript"}
+RUN = ("sh", "bash")
+SHIPPED = {p.parent.name: p for p in (ROOT / "plugins-wasm").glob("*/*.wasm")}
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def all_blocks() -> list[Block]:
+    return [b for doc in DOCS for b in blocks(doc)]
+
+
+# -- what each block is ------------------------------------------------------------
+
+def check_json(block: Block, _: Path) -> None:
+    json.loads(block.body)
+
+
+def plugin_entries(doc: Any) -> list[dict[str, Any]]:
+    """The plugin entries in a YAML block: a ModelServing's, a ``plugins:``
+    fragment's, or a bare list of entries."""
+    if isinstance(doc, dict):
+        spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else doc
+        entries = spec.get("plugins") if isinstance(spec, dict) else None
+    else:
+        entries = doc
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, dict) and "name" in e
+            and ({"type", "module", "config"} & e.keys())]
+
+
+def shipped_module(entry: dict[str, Any]) -> str | None:
+    module = entry.get("module")
+    name = module.get("plugin") if isinstance(module, dict) else entry["name"]
+    return name if name in SHIPPED else None
+
+
+def check_yaml(block: Block, work: Path) -> None:
+    for doc in yaml.safe_load_all(block.body):
+        if isinstance(doc, dict) and doc.get("kind") == "ModelServing":
+            path = work / f"line-{block.line}.yaml"
+            path.write_text(block.body)
+            assert main(["render", str(path)]) == 0, f"podplug render {block.where} failed"
+        for entry in plugin_entries(doc):
+            name = shipped_module(entry)
+            if name and entry.get("config"):
+                validate_config(name, entry["config"])
+
+
+def validate_config(plugin: str, config: dict[str, Any]) -> None:
+    with Engine(disk_cache=False) as engine:
+        module = engine.load(SHIPPED[plugin].read_bytes(), plugin)
+        ms = {"metadata": {"name": "docs", "namespace": "docs"}, "spec": {}}
+        try:
+            Chain([ChainEntry(plugin, module, config=config)], ms)
+        except PodplugError as e:
+            raise AssertionError(f"{plugin} refuses the config {config}: {e}") from e
+
+
+def check_python(block: Block, work: Path) -> None:
+    tree = ast.parse(block.body)
+    path = work / f"line-{block.line}.py"
+    path.write_text(block.body)
+    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated",
+                           "--select", "F", "--ignore", "F401", "--output-format", "concise",
+                           str(path)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout
+    imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    exec(compile(ast.Module(imports, []), block.where, "exec"), {})
+
+
+CHECKS: dict[str, Callable[[Block, Path], None]] = {
+    "yaml": check_yaml, "json": check_json, "python": check_python}
+
+
+def what(block: Block) -> str:
+    """run, check, file (written by the guide's test), skip, or "" (unaccounted for)."""
+    if block.skipped:
+        return "skip"
+    if block.file:
+        return "file"
+    if block.tag in RUN:
+        return "run"
+    return "check" if block.tag in CHECKS else ""
+
+
+def test_every_block_is_run_checked_or_marked_with_a_reason() -> None:
+    problems = [p for doc in DOCS for p in marker_problems(doc)]
+    for b in all_blocks():
+        if not what(b):
+            problems.append(f"{b.where}: a ```{b.tag or '(no tag)'} block is neither run nor "
+                            "checked: make it runnable or mark it "
+                            "<!-- walkthrough: skip (why) -->")
+        for named in re.findall(r"tests/[\w/]+\.py", b.mark):
+            if not (ROOT / named).is_file():
+                problems.append(f"{b.where}: the marker names {named}, which does not exist")
+    assert problems == []
+
+
+def test_the_documents_covered_are_the_ones_a_reader_reads() -> None:
+    docs = {rel(d) for d in DOCS}
+    assert {"README.md", "docs/operator.md", "sdk/rust/README.md", *SCAFFOLDS,
+            "plugins-wasm/nvidia-gpu-defaults/README.md"} <= docs
+    assert set(RUN_ELSEWHERE) <= docs and len(all_blocks()) > 70
+
+
+@pytest.mark.parametrize("block", [b for b in all_blocks() if what(b) == "check"],
+                         ids=lambda b: b.where)
+def test_a_fragment_parses_and_what_it_configures_is_accepted(block: Block,
+                                                              tmp_path: Path) -> None:
+    CHECKS[block.tag](block, tmp_path)
+
+
+# -- running them ------------------------------------------------------------------
+
+def runnable_docs() -> list[str]:
+    return [rel(d) for d in DOCS if rel(d) not in RUN_ELSEWHERE
+            and any(what(b) == "run" for b in blocks(d))]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    cache = Path(os.environ.get("PODPLUG_CACHE_DIR", Path.home() / ".cache" / "podplug"))
+    target = cache / "docs" / "cargo-target"
+    target.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    env = {**os.environ, "PATH": path, "CARGO_TARGET_DIR": str(target)}
+    env.pop("VIRTUAL_ENV", None)
+    yield env
+
+
+def scaffold(doc: str, work: Path, env: dict[str, str]) -> tuple[Path, list[Block]]:
+    """Where the document's blocks run, and the blocks as the reader sees them."""
+    lang = SCAFFOLDS.get(doc)
+    if lang is None:
+        return work, blocks(ROOT / doc)
+    name = f"docs-{lang[:2]}"
+    done = subprocess.run(["podplug", "new", name, "--lang", lang], cwd=work, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    readme = work / name / "README.md"
+    return readme.parent, blocks(ROOT / doc, readme.read_text())
+
+
+@pytest.mark.sdk
+@pytest.mark.parametrize("doc", runnable_docs())
+def test_the_shell_blocks_run_as_written(doc: str, env: dict[str, str], tmp_path: Path) -> None:
+    cwd, found = scaffold(doc, tmp_path, env)
+    for block in (b for b in found if what(b) == "run"):
+        start = time.monotonic()
+        done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.body],
+                              cwd=ROOT if block.in_checkout else cwd, env=env,
+                              capture_output=True, text=True, timeout=900)
+        out = done.stdout + done.stderr
+        assert done.returncode == 0, f"{block.where}:\n$ {block.body}\n{out[-4000:]}"
+        print(f"{time.monotonic() - start:6.1f} s  {block.where}")
+
+
+# -- the checks themselves ---------------------------------------------------------
+
+def test_a_config_a_shipped_plugin_refuses_fails_the_fragment_check(tmp_path: Path) -> None:
+    typo = Block("x.md", 1, "yaml", "plugins:\n- {name: nvidia-gpu-defaults, type: Wasm, "
+                 "config: {gpuCont: 8}}\n", "")
+    with pytest.raises(AssertionError, match="unknown field `gpuCont`"):
+        check_yaml(typo, tmp_path)
+    undefined = Block("x.md", 1, "python", "from podplug.runtime import Engine\nEngine(pod)\n", "")
+    with pytest.raises(AssertionError, match="Undefined name `pod`"):
+        check_python(undefined, tmp_path)
+
+
+def test_the_assemblyscript_build_commands_are_what_the_template_runs() -> None:
+    (block,) = [b for b in blocks(ROOT / "sdk" / "assemblyscript" / "README.md")
+                if b.body.startswith("asc ")]
+    script = json.loads((ROOT / "sdk" / "assemblyscript" / "template" / "package.json")
+                        .read_text())["scripts"]["build"]
+    assert " && ".join(block.body.split("\n")[:-1]).replace("NAME", "{{name}}") == script
