@@ -9,7 +9,8 @@ with the reason it is not (docblocks.py has the markers).
   new`` renders it, inside the new scaffold. docs/plugin-authors.md is run by
   tests/integration/test_author_walkthrough.py against a real API server, so
   only its other blocks are checked here.
-- ``yaml`` and ``json`` blocks must parse; a ModelServing is rendered with
+- ``yaml`` and ``json`` blocks must parse; a policy file (or a part of one) is
+  loaded as the operator loads ``--policy``; a ModelServing is rendered with
   ``podplug render`` (the CRD's schema, Kthena's rules, the shipped plugins);
   plugin entries naming a shipped plugin (``spec.plugins``, ``plugins``, or a
   list of entries) have their ``config`` validated by that plugin's
@@ -30,6 +31,7 @@ import ast
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -39,9 +41,12 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from docblocks import ROOT, Block, blocks, marker_problems
 
-from podplug.cli.main import main
+from podplug.cli.main import build_parser, main
+from podplug.operator.policy import Policy, PolicyError
 from podplug.runtime import Chain, ChainEntry, Engine, PodplugError
 
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"),
@@ -90,8 +95,30 @@ def shipped_module(entry: dict[str, Any]) -> str | None:
     return name if name in SHIPPED else None
 
 
+POLICY_KEYS = {"limits", "namespacePlugins", "grants", "moduleCache", "maxPodsPerModelServing",
+               "oci", "admission"}
+
+
+def with_placeholders_filled(body: str, work: Path) -> str:
+    """A policy's ``<sha256>``, elided PEM key (``...``) and the files it names
+    (which the operator's Pod mounts) as real ones."""
+    readable = work / "mounted"
+    readable.write_text("")
+    body = re.sub(r"^( *(?:caFile|credentials): )/\S+", rf"\g<1>{readable}", body, flags=re.M)
+    key = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    inner = key.splitlines()[1:-1]
+    body = re.sub(r"^( *)\.\.\.$", lambda m: "\n".join(m[1] + line for line in inner), body,
+                  flags=re.M)
+    return body.replace("<sha256>", "0" * 64)
+
+
 def check_yaml(block: Block, work: Path) -> None:
     for doc in yaml.safe_load_all(block.body):
+        if isinstance(doc, dict) and doc.keys() & (POLICY_KEYS - {"limits"}) and not (
+                {"name", "kind"} & doc.keys()):
+            Policy.from_dict(yaml.safe_load(with_placeholders_filled(block.body, work)),
+                             block.where)
         if isinstance(doc, dict) and doc.get("kind") == "ModelServing":
             path = work / f"line-{block.line}.yaml"
             path.write_text(block.body)
@@ -166,6 +193,39 @@ def test_a_fragment_parses_and_what_it_configures_is_accepted(block: Block,
     CHECKS[block.tag](block, tmp_path)
 
 
+_SEPARATORS = {"|", "||", "&&", ";", "&", "(", ")", "<", ">", "2>"}
+
+
+def podplug_commands(script: str) -> Iterator[list[str]]:
+    """The arguments of each ``podplug`` command in a shell block, comments dropped,
+    ``$(...)`` and ``<(...)`` opened up."""
+    script = script.replace("\\\n", " ")
+    for line in script.splitlines():
+        line = re.sub(r'"?[$<]\((.*?)\)"?', r" ; \1 ; ", line)
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split, lexer.commenters = True, "#"
+        words = list(lexer)
+        for i, word in enumerate(words):
+            at_start = i == 0 or words[i - 1] in _SEPARATORS | {"source", "eval", "nice"}
+            if at_start and (word == "podplug" or word.endswith("/podplug")):
+                rest = words[i + 1:]
+                end = next((j for j, w in enumerate(rest) if w in _SEPARATORS), len(rest))
+                yield rest[:end]
+
+
+def test_every_podplug_command_in_a_block_parses_even_where_it_is_not_run() -> None:
+    """A renamed flag or verb shows in the blocks no test runs here too."""
+    bad = []
+    for b in all_blocks():
+        for argv in (podplug_commands(b.body) if b.tag in RUN else ()):
+            try:
+                build_parser().parse_args(argv)
+            except SystemExit as e:
+                if e.code:
+                    bad.append(f"{b.where}: podplug {shlex.join(argv)}")
+    assert bad == []
+
+
 # -- running them ------------------------------------------------------------------
 
 def runnable_docs() -> list[str]:
@@ -218,6 +278,12 @@ def test_a_config_a_shipped_plugin_refuses_fails_the_fragment_check(tmp_path: Pa
                  "config: {gpuCont: 8}}\n", "")
     with pytest.raises(AssertionError, match="unknown field `gpuCont`"):
         check_yaml(typo, tmp_path)
+    with pytest.raises(PolicyError, match="admision"):
+        check_yaml(Block("x.md", 1, "yaml", "grants: []\nadmision: {}\n", ""), tmp_path)
+    assert list(podplug_commands('eval "$(podplug dev-cluster env)"  # x\n'
+                                 "helm install podplug deploy/helm/podplug\n"
+                                 "source <(podplug completion bash) && podplug run --pod p")) == [
+        ["dev-cluster", "env"], ["completion", "bash"], ["run", "--pod", "p"]]
     undefined = Block("x.md", 1, "python", "from podplug.runtime import Engine\nEngine(pod)\n", "")
     with pytest.raises(AssertionError, match="Undefined name `pod`"):
         check_python(undefined, tmp_path)
