@@ -4,13 +4,16 @@
 # ~5 min), the operations tests (leader election, drains, a retry rate
 # measured over minutes: ~10 min) and the operator's integration tests (~5
 # min). Each runs as a pytest process of its own beside the rest of the suite,
-# so the waits overlap (serially the suite took ~26 min, under 2 cores' load). Every part must
+# so the waits overlap (serially the suite took ~26 min, under 2 cores' load).
+# The docs as written (tests/docs, ~1-1.5 min of npm, asc and cargo) run beside
+# too, on the cores those waits leave idle. Every part must
 # pass; their reports follow the main run's. Arguments go to every part (with
 # arguments, a part where they select no test passes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-BESIDE=(tests/kthena tests/integration/test_operations.py tests/integration/test_operator.py)
+BESIDE=(tests/kthena tests/integration/test_operations.py tests/integration/test_operator.py
+        tests/docs)
 
 dir=$(mktemp -d -t podplug-test-XXXXXX)
 pids=()
