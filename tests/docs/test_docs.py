@@ -14,7 +14,8 @@ with the reason it is not (docblocks.py has the markers).
   ``podplug render`` (the CRD's schema, Kthena's rules, the shipped plugins);
   plugin entries naming a shipped plugin (``spec.plugins``, ``plugins``, or a
   list of entries) have their ``config`` validated by that plugin's
-  ``validate_config``.
+  ``validate_config``, and a shipped plugin's ``podplug.metadata`` is what the
+  module carries.
 - ``python`` blocks must compile, name nothing they do not define or import
   (ruff's pyflakes rules), and their imports must import.
 - Anything else (output, listings, Rust and TypeScript fragments) is marked
@@ -35,7 +36,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +124,20 @@ def check_yaml(block: Block, work: Path) -> None:
             path = work / f"line-{block.line}.yaml"
             path.write_text(block.body)
             assert main(["render", str(path)]) == 0, f"podplug render {block.where} failed"
+        if isinstance(doc, dict) and {"name", "hooks", "mutations"} <= doc.keys() and (
+                doc["name"] in SHIPPED):
+            meta = dict(shipped_metadata(doc["name"]))
+            said = {k: v for k, v in doc.items() if k != "configSchema"}
+            assert said == {k: meta.get(k) for k in said}, f"{doc['name']}'s metadata is {meta}"
         for entry in plugin_entries(doc):
             name = shipped_module(entry)
             if name and entry.get("config"):
                 validate_config(name, entry["config"])
+
+
+def shipped_metadata(plugin: str) -> Mapping[str, Any]:
+    with Engine(disk_cache=False) as engine:
+        return engine.load(SHIPPED[plugin].read_bytes(), plugin).info.metadata or {}
 
 
 def validate_config(plugin: str, config: dict[str, Any]) -> None:
