@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -156,6 +157,10 @@ def test_the_guide_takes_a_plugin_from_an_empty_folder_to_a_mutated_pod(
         # The guide's `kubectl get` prints what the comment under it says.
         block, out = reader.last("kubectl get pod")
         assert out.strip().endswith(block.body.strip().splitlines()[-1].removeprefix("# "))
+        # ... and `podplug bench` counts the ops its sample output says.
+        block, out = reader.last("podplug bench")
+        said = re.search(r"request \d+ bytes, \d+ ops", block.body)
+        assert said and said[0] in out, out
         pod = pods(core, namespace)[POD]
         ran = json.loads(pod["metadata"]["annotations"]["podplug.io/plugins"])
         assert ran == [{"plugin": "shm", "digest": f"sha256:{reader.digest()}", "ops": 2}]
