@@ -77,7 +77,8 @@ def blocks(path: Path, text: str | None = None) -> list[Block]:
     rendering of it (a scaffold's README, its placeholders filled in) under the
     same name."""
     text = path.read_text(encoding="utf-8") if text is None else text
-    doc = str(path.resolve().relative_to(ROOT)) if path.is_absolute() else str(path)
+    doc = str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) \
+        else str(path)
     return [Block(doc, text.count("\n", 0, m.start("fence")) + 1,
                   re.split(r"[\s,{]", m["info"].strip(), maxsplit=1)[0], m["body"],
                   m["mark"] or "")
@@ -93,6 +94,6 @@ def marker_problems(path: Path) -> list[str]:
                 for b in found if b.mark and not _MARK.fullmatch(b.mark)]
     stray = len(_MARKER.findall(text)) - sum(1 for b in found if b.mark)
     if stray:
-        problems.append(f"{path.relative_to(ROOT)}: {stray} walkthrough marker(s) not on "
+        problems.append(f"{path}: {stray} walkthrough marker(s) not on "
                         "the line right above a fence")
     return problems

@@ -5,10 +5,10 @@ with the reason it is not (docblocks.py has the markers).
 - ``sh`` blocks run in bash (``-e -o pipefail``), in order per document, in a
   fresh folder (the checkout for a block marked ``in the checkout``), with this
   checkout's venv first on PATH (``podplug`` as a reader has it after ``make
-  venv``). A template's README is run as ``podplug
-  new`` renders it, inside the new scaffold. docs/plugin-authors.md is run by
-  tests/integration/test_author_walkthrough.py against a real API server, so
-  only its other blocks are checked here.
+  venv``); a block marked ``LANGS file PATH`` is written to PATH. A template's
+  README is run as ``podplug new`` renders it, inside the new scaffold.
+  docs/plugin-authors.md is run by tests/integration/test_author_walkthrough.py
+  against a real API server, so only its other blocks are checked here.
 - ``yaml`` and ``json`` blocks must parse; a policy file (or a part of one) is
   loaded as the operator loads ``--policy``; a ModelServing is rendered with
   ``podplug render`` (the CRD's schema, Kthena's rules, the shipped plugins);
@@ -177,9 +177,10 @@ def what(block: Block) -> str:
     return "check" if block.tag in CHECKS else ""
 
 
-def test_every_block_is_run_checked_or_marked_with_a_reason() -> None:
-    problems = [p for doc in DOCS for p in marker_problems(doc)]
-    for b in all_blocks():
+def unaccounted(docs: list[Path]) -> list[str]:
+    """Blocks neither run nor checked nor marked, bad markers, markers naming no test."""
+    problems = [p for doc in docs for p in marker_problems(doc)]
+    for b in (b for doc in docs for b in blocks(doc)):
         if not what(b):
             problems.append(f"{b.where}: a ```{b.tag or '(no tag)'} block is neither run nor "
                             "checked: make it runnable or mark it "
@@ -187,7 +188,26 @@ def test_every_block_is_run_checked_or_marked_with_a_reason() -> None:
         for named in re.findall(r"tests/[\w/]+\.py", b.mark):
             if not (ROOT / named).is_file():
                 problems.append(f"{b.where}: the marker names {named}, which does not exist")
-    assert problems == []
+    return problems
+
+
+def test_every_block_is_run_checked_or_marked_with_a_reason() -> None:
+    assert unaccounted(DOCS) == []
+
+
+def test_a_new_unmarked_block_or_a_marker_without_a_reason_fails(tmp_path: Path) -> None:
+    doc = tmp_path / "new.md"
+    doc.write_text("```text\nsome output\n```\n\n<!-- walkthrough: skip -->\n```sh\nx\n```\n"
+                   "<!-- walkthrough: skip (tests/no_such_test.py runs it) -->\n```sh\ny\n```\n"
+                   "<!-- walkthrough: skip (a stray marker) -->\n\nprose\n")
+    problems = unaccounted([doc])
+    said = "\n".join(problems)
+    assert len(problems) == 4, said
+    for expected in ("new.md:1: a ```text block is neither run nor checked",
+                     "new.md:6: marker 'skip' is not one of",
+                     "new.md:10: the marker names tests/no_such_test.py, which does not exist",
+                     "new.md: 1 walkthrough marker(s) not on the line right above a fence"):
+        assert expected in said
 
 
 def test_the_documents_covered_are_the_ones_a_reader_reads() -> None:
@@ -195,6 +215,7 @@ def test_the_documents_covered_are_the_ones_a_reader_reads() -> None:
     assert {"README.md", "docs/operator.md", "sdk/rust/README.md", *SCAFFOLDS,
             "plugins-wasm/nvidia-gpu-defaults/README.md"} <= docs
     assert set(RUN_ELSEWHERE) <= docs and len(all_blocks()) > 70
+    assert all((ROOT / test).is_file() for test in RUN_ELSEWHERE.values())
 
 
 @pytest.mark.parametrize("block", [b for b in all_blocks() if what(b) == "check"],
@@ -245,14 +266,14 @@ def runnable_docs() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def env() -> dict[str, str]:
     cache = Path(os.environ.get("PODPLUG_CACHE_DIR", Path.home() / ".cache" / "podplug"))
     target = cache / "docs" / "cargo-target"
     target.mkdir(parents=True, exist_ok=True)
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
     env = {**os.environ, "PATH": path, "CARGO_TARGET_DIR": str(target)}
     env.pop("VIRTUAL_ENV", None)
-    yield env
+    return env
 
 
 def scaffold(doc: str, work: Path, env: dict[str, str]) -> tuple[Path, list[Block]]:
@@ -272,7 +293,12 @@ def scaffold(doc: str, work: Path, env: dict[str, str]) -> tuple[Path, list[Bloc
 @pytest.mark.parametrize("doc", runnable_docs())
 def test_the_shell_blocks_run_as_written(doc: str, env: dict[str, str], tmp_path: Path) -> None:
     cwd, found = scaffold(doc, tmp_path, env)
-    for block in (b for b in found if what(b) == "run"):
+    for block in found:
+        if block.file:
+            (cwd / block.file).parent.mkdir(parents=True, exist_ok=True)
+            (cwd / block.file).write_text(block.body)
+        if what(block) != "run":
+            continue
         start = time.monotonic()
         done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.body],
                               cwd=ROOT if block.in_checkout else cwd, env=env,
@@ -284,17 +310,32 @@ def test_the_shell_blocks_run_as_written(doc: str, env: dict[str, str], tmp_path
 
 # -- the checks themselves ---------------------------------------------------------
 
-def test_a_config_a_shipped_plugin_refuses_fails_the_fragment_check(tmp_path: Path) -> None:
+def test_a_config_a_shipped_plugin_refuses_fails_its_block(tmp_path: Path) -> None:
     typo = Block("x.md", 1, "yaml", "plugins:\n- {name: nvidia-gpu-defaults, type: Wasm, "
                  "config: {gpuCont: 8}}\n", "")
     with pytest.raises(AssertionError, match="unknown field `gpuCont`"):
         check_yaml(typo, tmp_path)
+
+
+def test_a_policy_key_the_operator_does_not_know_fails_its_block(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="admision"):
         check_yaml(Block("x.md", 1, "yaml", "grants: []\nadmision: {}\n", ""), tmp_path)
+
+
+def test_metadata_other_than_the_shipped_modules_fails_its_block(tmp_path: Path) -> None:
+    meta = "name: lws-standard-labels\nversion: 0.1.0\nhooks: [create]\nmutations: [setLabel]\n"
+    with pytest.raises(AssertionError, match="lws-standard-labels's metadata is"):
+        check_yaml(Block("x.md", 1, "yaml", meta, ""), tmp_path)
+
+
+def test_podplug_commands_are_found_wherever_a_shell_would_run_them() -> None:
     assert list(podplug_commands('eval "$(podplug dev-cluster env)"  # x\n'
                                  "helm install podplug deploy/helm/podplug\n"
                                  "source <(podplug completion bash) && podplug run --pod p")) == [
         ["dev-cluster", "env"], ["completion", "bash"], ["run", "--pod", "p"]]
+
+
+def test_a_python_block_using_a_name_it_never_defines_fails(tmp_path: Path) -> None:
     undefined = Block("x.md", 1, "python", "from podplug.runtime import Engine\nEngine(pod)\n", "")
     with pytest.raises(AssertionError, match="Undefined name `pod`"):
         check_python(undefined, tmp_path)
