@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _BLOCK = re.compile(r"(?:^<!-- walkthrough: (?P<mark>[^\n]*?) -->\n)?"
                     r"^(?P<fence>```+)(?P<info>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$",
                     re.S | re.M)
-_MARKER = re.compile(r"<!-- walkthrough:")
+_MARKER = re.compile(r"^<!-- walkthrough:", re.M)
 LANGS = ("rust", "assemblyscript")
 _MARK = re.compile(r"skip \(.+\)|in the checkout"
                    r"|(?:rust|assemblyscript|both)(?: file \S+)?(?:, .+)?")
