@@ -17,7 +17,8 @@ with the reason it is not (docblocks.py has the markers).
   ``validate_config``, and a shipped plugin's ``podplug.metadata`` is what the
   module carries.
 - ``python`` blocks must compile, name nothing they do not define or import
-  (ruff's pyflakes rules), and their imports must import.
+  (ruff's pyflakes rules), and their imports must import; one marked ``in the
+  checkout`` runs there whole.
 - Anything else (output, listings, Rust and TypeScript fragments) is marked
   ``skip (why)``, naming the test that covers it where one does.
 
@@ -158,6 +159,11 @@ def check_python(block: Block, work: Path) -> None:
                            "--select", "F", "--ignore", "F401", "--output-format", "concise",
                            str(path)], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout
+    if block.in_checkout:  # the whole block, as a reader in the checkout runs it
+        done = subprocess.run([sys.executable, str(path)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return
     imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
     exec(compile(ast.Module(imports, []), block.where, "exec"), {})
 
