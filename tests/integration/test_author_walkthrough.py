@@ -8,7 +8,10 @@ the guide tells the reader to. ``<!-- walkthrough: rust -->`` (or
 ``assemblyscript``) limits a block to one language, ``skip (why)`` marks the
 few that cannot run here, and the two blocks marked ``after ...`` are the
 update flow, which runs once the test has edited the plugin and once it has
-put the new digest in the ModelServing, as the guide says a reader does.
+put the new digest in the ModelServing, as the guide says a reader does. The
+markers are read by tests/docs/docblocks.py, which tests/docs/test_docs.py
+shares to run or check the blocks of every other document (and the guide's
+illustrative fragments, which this test does not run).
 
 What the test does that the reader does by hand: ``podplug`` and ``kubectl``
 on PATH, a kubeconfig whose namespace is the test's, ``--lang rust`` becomes
