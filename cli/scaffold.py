@@ -138,9 +138,11 @@ def _build_rust(folder: Path) -> tuple[str, Path]:
                              "libstd-rust-dev-wasm32 (see sdk/rust/README.md)")
         cmd = ["/usr/bin/cargo", "build", "--release", "--target", "wasm32-unknown-unknown",
                "--offline", "--config", str(offline)]
-        target = folder / "target" / DEBIAN_DIR
+        # CARGO_TARGET_DIR moves the build as it moves rustup's (one shared by many
+        # plugins); the lockfile stays the folder's own.
+        target = Path(env.get("CARGO_TARGET_DIR") or folder / "target") / DEBIAN_DIR
         env.update(RUSTC="/usr/bin/rustc", CARGO="/usr/bin/cargo", CARGO_TARGET_DIR=str(target))
-        with _debian_lockfile(folder, target):
+        with _debian_lockfile(folder, folder / "target" / DEBIAN_DIR):
             _run(cmd, folder, env)
     wasm = target / "wasm32-unknown-unknown" / "release" / f"{name.replace('-', '_')}.wasm"
     if not wasm.exists():
@@ -157,9 +159,9 @@ DEBIAN_DIR = "debian-offline"
 
 
 @contextlib.contextmanager
-def _debian_lockfile(folder: Path, target: Path) -> Iterator[None]:
-    lock, own, users = folder / "Cargo.lock", target / "Cargo.lock", target / "Cargo.lock.user"
-    target.mkdir(parents=True, exist_ok=True)
+def _debian_lockfile(folder: Path, keep: Path) -> Iterator[None]:
+    lock, own, users = folder / "Cargo.lock", keep / "Cargo.lock", keep / "Cargo.lock.user"
+    keep.mkdir(parents=True, exist_ok=True)
     if users.exists():  # an interrupted build left the user's lockfile aside
         users.replace(lock)
     if lock.exists():

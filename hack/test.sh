@@ -3,8 +3,8 @@
 # each with API servers of its own: the Kthena parity harness (tests/kthena,
 # ~5 min), the operations tests (leader election, drains, a retry rate
 # measured over minutes: ~5 min) and the operator's integration tests (~5
-# min); the SDK and shipped-plugin builds (tests/sdk, tests/plugins: ~6 min)
-# mostly compile. Each runs as a pytest process of its own beside the rest of
+# min); the SDK and shipped-plugin builds and the docs as written (tests/sdk,
+# tests/plugins, tests/docs: ~7 min) mostly compile. Each runs as a pytest process of its own beside the rest of
 # the suite, so the waits overlap the compiles (serially the suite took ~26
 # min; with only the first three beside it ~16 min, the last 11 of them one
 # process on one core). Every part must pass; their reports follow the main
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 # One entry a process; an entry may name several paths.
 BESIDE=(tests/kthena tests/integration/test_operations.py tests/integration/test_operator.py
-        "tests/sdk tests/plugins")
+        "tests/sdk tests/plugins tests/docs")
 
 dir=$(mktemp -d -t podplug-test-XXXXXX)
 pids=()

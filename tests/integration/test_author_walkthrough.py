@@ -8,7 +8,10 @@ the guide tells the reader to. ``<!-- walkthrough: rust -->`` (or
 ``assemblyscript``) limits a block to one language, ``skip (why)`` marks the
 few that cannot run here, and the two blocks marked ``after ...`` are the
 update flow, which runs once the test has edited the plugin and once it has
-put the new digest in the ModelServing, as the guide says a reader does.
+put the new digest in the ModelServing, as the guide says a reader does. The
+markers are read by tests/docs/docblocks.py, which tests/docs/test_docs.py
+shares to run or check the blocks of every other document (and the guide's
+illustrative fragments, which this test does not run).
 
 What the test does that the reader does by hand: ``podplug`` and ``kubectl``
 on PATH, a kubeconfig whose namespace is the test's, ``--lang rust`` becomes
@@ -27,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,9 @@ import yaml
 from kubernetes import client
 from test_operator import Operator, condition, eventually, ms_status, pods
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
+from docblocks import LANGS, Block, blocks, marker_problems
+
 from podplug.devcluster.cluster import LocalCluster
 from podplug.devcluster.pods import events_for
 
@@ -43,55 +48,27 @@ pytestmark = [pytest.mark.integration, pytest.mark.sdk]
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "plugin-authors.md"
-_BLOCK = re.compile(r"(?:<!-- walkthrough: (?P<mark>[^\n]*?) -->\n)?```(?P<tag>\w+)\n"
-                    r"(?P<body>.*?)```", re.S)
-LANGS = ("rust", "assemblyscript")
 EDIT = "after an edit of the plugin"
 REPIN = "after the new digest is in shm-serving.yaml"
 POD = "qwen-shm-0-decode-0-0"
 
 
-@dataclass(frozen=True)
-class Block:
-    tag: str
-    body: str
-    mark: str  # "" when unmarked
-
-    @property
-    def file(self) -> str | None:
-        m = re.match(r"\S+ file (\S+)$", self.mark)
-        return m.group(1) if m else None
-
-    def runs_for(self, lang: str) -> bool:
-        if self.mark.startswith("skip"):
-            return False
-        langs = self.mark.split(",")[0].split(" ")[0] or "both"
-        return langs in ("both", lang)
-
-    @property
-    def phase(self) -> str:
-        if self.mark.startswith("skip") or ", " not in self.mark:
-            return ""
-        return self.mark.split(", ", 1)[1]
-
-
 def guide_blocks() -> list[Block]:
     """The guide's blocks that a reader acts on: shell commands and files to write
-    (yaml, rust, ts fragments without a file marker only illustrate)."""
-    found = [Block(m["tag"], m["body"], m["mark"] or "")
-             for m in _BLOCK.finditer(GUIDE.read_text())]
-    return [b for b in found if b.tag == "sh" or b.file]
+    (yaml, rust, ts fragments without a file marker only illustrate; tests/docs
+    checks those)."""
+    return [b for b in blocks(GUIDE) if b.tag == "sh" or b.file]
 
 
 def test_the_guide_marks_every_block_it_does_not_run_with_a_reason() -> None:
-    blocks = guide_blocks()
-    for b in blocks:
-        assert not b.mark.startswith("skip") or re.match(r"skip \(.+\)$", b.mark), b.mark
+    assert marker_problems(GUIDE) == []
+    found = guide_blocks()
+    for b in found:
         assert b.phase in ("", EDIT, REPIN), b.mark
     for lang in LANGS:
-        files = {b.file for b in blocks if b.runs_for(lang) and b.file}
+        files = {b.file for b in found if b.runs_for(lang) and b.file}
         assert "shm-defaults/cases/entry.yaml" in files and "shm-serving.yaml" in files
-    assert [b.phase for b in blocks if b.phase] == [EDIT, REPIN]
+    assert [b.phase for b in found if b.phase] == [EDIT, REPIN]
 
 
 class Reader:
@@ -170,11 +147,11 @@ def test_the_guide_takes_a_plugin_from_an_empty_folder_to_a_mutated_pod(
     operator = Operator(cluster, namespace, plugins,
                         shipped_policy_with_namespace_modules(tmp_path / "policy.yaml"),
                         tmp_path / "operator.log")
-    blocks = [b for b in guide_blocks() if b.runs_for(lang)]
+    steps = [b for b in guide_blocks() if b.runs_for(lang)]
     operator.start()
     try:
         started = time.monotonic()
-        for block in (b for b in blocks if not b.phase):
+        for block in (b for b in steps if not b.phase):
             reader.act(block)
             if block.file == "shm-serving.yaml":
                 to_configmap = time.monotonic() - started
@@ -183,6 +160,10 @@ def test_the_guide_takes_a_plugin_from_an_empty_folder_to_a_mutated_pod(
         # The guide's `kubectl get` prints what the comment under it says.
         block, out = reader.last("kubectl get pod")
         assert out.strip().endswith(block.body.strip().splitlines()[-1].removeprefix("# "))
+        # ... and `podplug bench` counts the ops its sample output says.
+        block, out = reader.last("podplug bench")
+        said = re.search(r"request \d+ bytes, \d+ ops", block.body)
+        assert said and said[0] in out, out
         pod = pods(core, namespace)[POD]
         ran = json.loads(pod["metadata"]["annotations"]["podplug.io/plugins"])
         assert ran == [{"plugin": "shm", "digest": f"sha256:{reader.digest()}", "ops": 2}]
@@ -193,7 +174,7 @@ def test_the_guide_takes_a_plugin_from_an_empty_folder_to_a_mutated_pod(
         source = work / "shm-defaults" / ("src/lib.rs" if lang == "rust" else "assembly/index.ts")
         source.write_text(source.read_text().replace('"dshm"', '"devshm"'))
         old = reader.digest()
-        reader.act(next(b for b in blocks if b.phase == EDIT))
+        reader.act(next(b for b in steps if b.phase == EDIT))
         assert reader.digest() != old and reader.digest() in reader.out[-1]
         cond = eventually(lambda: (c := condition(ms_status(custom, namespace, "qwen-shm"),
                                                   "PluginsReady")).get("reason")
@@ -204,8 +185,8 @@ def test_the_guide_takes_a_plugin_from_an_empty_folder_to_a_mutated_pod(
         assert "dshm" in volumes(pods(core, namespace)[POD])  # the running Pod stays
 
         # The new pin: the reader edits sha256 in shm-serving.yaml and applies it.
-        reader.act(next(b for b in blocks if b.file == "shm-serving.yaml"))
-        reader.act(next(b for b in blocks if b.phase == REPIN))
+        reader.act(next(b for b in steps if b.file == "shm-serving.yaml"))
+        reader.act(next(b for b in steps if b.phase == REPIN))
         def rolled() -> dict[str, Any] | None:
             pod = pods(core, namespace).get(POD)
             return pod if pod and "devshm" in volumes(pod) else None

@@ -25,6 +25,9 @@ import pytest
 from kubernetes import client, config
 from oci_testbed import Registry
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
+from docblocks import blocks
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Debian's interpreter: unlike the dev one under /root, uid 65532 can run it
 BASE_PYTHON = "/usr/bin/python3"
@@ -85,9 +88,8 @@ def test_the_wheel_carries_the_tool_and_nothing_of_the_checkout_besides(
 
 def readme_lines() -> list[str]:
     """The `podplug` block of README.md, one command a line, comments dropped."""
-    text = (ROOT / "README.md").read_text()
-    block = text.split("## The `podplug` command", 1)[1].split("```sh\n", 1)[1].split("```")[0]
-    return [re.sub(r"\s+#\s.*$", "", line).strip() for line in block.splitlines()
+    (block,) = [b for b in blocks(ROOT / "README.md") if b.body.startswith("podplug --version")]
+    return [re.sub(r"\s+#\s.*$", "", line).strip() for line in block.body.splitlines()
             if line.strip()]
 
 

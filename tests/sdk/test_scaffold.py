@@ -21,13 +21,20 @@ POD = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "vllm", "imag
 @pytest.mark.sdk
 @pytest.mark.parametrize("lang", ["rust", "assemblyscript"])
 def test_a_scaffold_builds_passes_its_own_test_and_runs_in_the_host(
-    lang: str, tmp_path: Path, capsys: Any
+    lang: str, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = tmp_path / f"shm-{lang[:2]}"
     assert main(["new", project.name, "--lang", lang, "--dir", str(project)]) == 0
+    # A build dir shared by many plugins: the build goes there, the lockfile stays.
+    shared = tmp_path / "shared-target"
+    monkeypatch.setenv("CARGO_TARGET_DIR", str(shared))
     assert main(["build", str(project)]) == 0
+    monkeypatch.delenv("CARGO_TARGET_DIR")
     wasm = project / f"{project.name}.wasm"
     assert wasm.stat().st_size > 0
+    if lang == "rust":
+        assert list(shared.glob("**/wasm32-unknown-unknown/release/shm_ru.wasm"))
+        assert not (shared / "debian-offline" / "Cargo.lock").exists()
 
     if lang == "rust":
         own = ["/usr/bin/cargo", "test", "--offline", "--config",
