@@ -4,11 +4,11 @@
 # ~5 min), the operations tests (leader election, drains, a retry rate
 # measured over minutes: ~5 min) and the operator's integration tests (~5
 # min); the SDK and shipped-plugin builds and the docs as written (tests/sdk,
-# tests/plugins, tests/docs: ~7 min) mostly compile. Each runs as a pytest process of its own beside the rest of
-# the suite, so the waits overlap the compiles (serially the suite took ~26
-# min; with only the first three beside it ~16 min, the last 11 of them one
-# process on one core). Every part must pass; their reports follow the main
-# run's. Arguments go to every part (with
+# tests/plugins, tests/docs: ~7 min) mostly compile. Each runs as a pytest
+# process of its own beside the rest of the suite, so the waits overlap the
+# compiles (serially the suite took ~26 min; with only the first three beside
+# it ~16 min, the last 11 of them one process on one core). Every part must
+# pass; their reports follow the main run's. Arguments go to every part (with
 # arguments, a part where they select no test passes).
 set -uo pipefail
 cd "$(dirname "$0")/.."
