@@ -1,6 +1,6 @@
 """``podplug build``: plugin folders (a user's, or the shipped workspace) to modules.
 
-The one build of the project: ``podplug build DIR`` builds the plugin in DIR, or
+The one build of the project: ``podplug build DIR...`` builds the plugin in each DIR, or
 every member of the Cargo and npm workspaces DIR is the root of
 (``podplug build plugins-wasm`` builds all the shipped plugins); each module goes
 to ``MEMBER/NAME.wasm``, rewritten only when its bytes change. ``--check``
@@ -31,7 +31,7 @@ from .workspace import Plugin
 
 def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build", help="build a plugin folder (or a workspace of them) to NAME.wasm")
-    b.add_argument("dir", nargs="?", default=".",
+    b.add_argument("dirs", nargs="*", default=["."], metavar="DIR",
                    help="a plugin folder, or a workspace root to build every member (default: .)")
     b.add_argument("--out", help="output file (default: DIR/NAME.wasm; one plugin only)")
     b.add_argument("--check", action="store_true",
@@ -42,16 +42,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build(args: argparse.Namespace) -> int:
-    plugins = workspace.plugins(Path(args.dir))
+    plugins = list(dict.fromkeys(p for d in args.dirs for p in workspace.plugins(Path(d))))
     if args.out and len(plugins) > 1:
-        raise UsageError(f"--out needs one plugin; {shown(Path(args.dir))} has {len(plugins)}")
+        raise UsageError(f"--out needs one plugin; {' '.join(args.dirs)} has {len(plugins)}")
     if args.out and args.check:
         raise UsageError("--out and --check exclude each other")
     step = _Steps(args.verbose)
     failed: list[str] = []
     stale: list[str] = []
-    rust = [p for p in plugins if p.lang == "rust"]
-    if rust:
+    for root in dict.fromkeys(p.root for p in plugins if p.lang == "rust"):
+        rust = [p for p in plugins if p.lang == "rust" and p.root == root]
         start = time.monotonic()
         raw = build_rust.build(rust, SDK_ROOT / "rust", step.run)
         took = (time.monotonic() - start) / len(rust)  # cargo built them in one run
@@ -69,7 +69,7 @@ def build(args: argparse.Namespace) -> int:
             _finish(p, staged, args, failed, stale, time.monotonic() - start, None)
     if stale:
         print(f"podplug build: differs from what its sources build: {', '.join(stale)} "
-              f"(run `podplug build {shown(Path(args.dir))}` and commit the .wasm)",
+              f"(run `podplug build {' '.join(args.dirs)}` and commit the .wasm)",
               file=sys.stderr)
     return 1 if failed or stale else 0
 
@@ -127,7 +127,7 @@ def _assemblyscript(p: Plugin, step: _Steps, check: bool) -> Path:
             for candidate in (staged, p.module):
                 if candidate.is_file() and _sha256(candidate) == module:
                     return candidate
-    tmp = staged.with_suffix(".tmp")
+    tmp = staged.with_name(f"{p.name}.new.wasm")  # asc picks the output format by extension
     build_as.compile(p, tmp, step.run)
     tmp.replace(staged)
     stamp.write_text(f"{digest} {_sha256(staged)}")

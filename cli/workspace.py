@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +32,7 @@ class Plugin:
     #: the workspace root (cargo's or npm's), or ``folder`` for a lone plugin
     root: Path
     #: manifest-declared build settings (``[package|workspace.metadata.podplug]``)
-    settings: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def module(self) -> Path:

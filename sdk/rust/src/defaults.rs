@@ -15,8 +15,8 @@
 //! defaults::default_env(&mut m, vllm, "NCCL_DEBUG", "WARN", false); // the Pod's INFO stays
 //! defaults::shared_memory(&mut m, &pod, &[vllm], "dshm", Some("16Gi"));
 //! testing::assert_ops(&m, r#"[
-//!     {"op": "setResource", "container": "vllm", "kind": "limits", "name": "nvidia.com/gpu", "value": "2"},
-//!     {"op": "setResource", "container": "vllm", "kind": "requests", "name": "nvidia.com/gpu", "value": "2"},
+//!     {"op": "setResource", "container": "vllm", "kind": "limits", "name": "nvidia.com/gpu", "quantity": "2"},
+//!     {"op": "setResource", "container": "vllm", "kind": "requests", "name": "nvidia.com/gpu", "quantity": "2"},
 //!     {"op": "addVolume", "volume": {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}},
 //!     {"op": "addVolumeMount", "container": "vllm", "mount": {"name": "dshm", "mountPath": "/dev/shm"}}
 //! ]"#);
