@@ -65,7 +65,7 @@ def build(args: argparse.Namespace) -> int:
     for p in plugins:
         if p.lang == "assemblyscript":
             start = time.monotonic()
-            staged = _assemblyscript(p, step, args.check)
+            staged = _assemblyscript(p, step)
             _finish(p, staged, args, failed, stale, time.monotonic() - start, None)
     if stale:
         print(f"podplug build: differs from what its sources build: {', '.join(stale)} "
@@ -115,7 +115,7 @@ def _optimise_rust(p: Plugin, raw: Path, step: _Steps) -> Path:
     return staged
 
 
-def _assemblyscript(p: Plugin, step: _Steps, check: bool) -> Path:
+def _assemblyscript(p: Plugin, step: _Steps) -> Path:
     """The AssemblyScript module, compiled only when an input changed since the
     stamped build (whose module is NAME.wasm, or the staged copy)."""
     p.build_dir.mkdir(parents=True, exist_ok=True)
