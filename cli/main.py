@@ -17,7 +17,7 @@ from collections.abc import Sequence
 # name differs (`test` and `operator` would read as pytest and stdlib names).
 _VERBS = ("new", "build", "run", "test", "bench", "inspect", "render", "push", "pull",
           "operator", "dev-cluster", "completion")
-_MODULES = {"new": "scaffold", "build": "scaffold", "test": "cases", "bench": "benchmark",
+_MODULES = {"new": "scaffold", "test": "cases", "bench": "benchmark",
             "operator": "operator_cmd", "dev-cluster": "dev_cluster", "push": "registry",
             "pull": "registry"}
 

@@ -62,7 +62,7 @@ fi
 
 # check <what> <how to get it> <command...>: run the command, quietly; on
 # failure print one line and stop. PATH lookups are the builds' own: rustc
-# finds its linker `rust-lld` on PATH, the build scripts call wasm-opt there.
+# finds its linker `rust-lld` on PATH, `podplug build` calls wasm-opt there.
 check() {
   local what=$1 fix=$2
   shift 2

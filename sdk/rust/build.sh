@@ -40,7 +40,7 @@ done
 [[ -d /usr/lib/rustlib/wasm32-unknown-unknown ]] || {
     echo "build.sh: no wasm32 std for /usr/bin/rustc (apt-get install libstd-rust-dev-wasm32)" >&2; exit 1; }
 CARGO_ARGS=(--config "$STAGE/debian-offline.toml" --offline)
-# The stack size plugins-wasm/build-rust.sh and the template use (256 KiB).
+# The stack size `podplug build` (cli/build_rust.py) and the template use (256 KiB).
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C link-arg=-zstack-size=262144"
 NICE=(nice -n 10)
 

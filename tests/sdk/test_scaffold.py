@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from podplug.cli import build_rust, workspace
 from podplug.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,10 @@ def test_a_scaffold_builds_passes_its_own_test_and_runs_in_the_host(
         assert not (shared / "debian-offline" / "Cargo.lock").exists()
 
     if lang == "rust":
+        # A Debian build locks in its own copy of the sources: the folder's
+        # Cargo.lock stays for whichever cargo the author runs.
+        if build_rust.toolchain(workspace.plugins(project)[0]) == "debian":
+            assert not (project / "Cargo.lock").exists()
         own = ["/usr/bin/cargo", "test", "--offline", "--config",
                str(ROOT / "sdk" / "rust" / "debian-offline.toml")]
     else:

@@ -6,13 +6,8 @@
 //! (Kthena issue 563). README.md explains which cluster component writes the
 //! rank table and how this plugin connects the Pod to it.
 
-use podplug_sdk::{Container, EnvSource, Error, HookRequest, Mutations, StringMap, Toleration, Value};
+use podplug_sdk::{defaults, Container, EnvSource, Error, HookRequest, Mutations, StringMap, Toleration, Value};
 use serde::Deserialize;
-
-// One copy of the helpers both accelerator plugins use (build-rust.sh mirrors
-// every Rust plugin, so the relative path holds in its mirror too).
-#[path = "../../nvidia-gpu-defaults/src/common.rs"]
-mod common;
 
 /// Node label the ascend-device-plugin sets to the chip name (`910B3`, `Ascend910`...).
 const CHIP_LABEL: &str = "node.kubernetes.io/npu.chip.name";
@@ -147,7 +142,7 @@ fn check_env_name(field: &str, name: &str) -> Result<(), Error> {
 }
 
 fn validate(_req: &HookRequest, cfg: &Config) -> Result<(), Error> {
-    common::check_device_config(
+    defaults::check_device_config(
         "npu",
         cfg.npu_count,
         &cfg.npu_resource_name,
@@ -163,7 +158,7 @@ fn validate(_req: &HookRequest, cfg: &Config) -> Result<(), Error> {
     }
     for (name, value) in cfg.env.iter() {
         check_env_name("env", name)?;
-        common::env_text(&format!("env.{}", name), value)?;
+        defaults::env_text(&format!("env.{}", name), value)?;
     }
     if cfg.chip_name.as_deref() == Some("") {
         return Err("field chipName: must not be empty".into());
@@ -217,7 +212,7 @@ fn create(req: &HookRequest, cfg: &Config) -> Result<Mutations, Error> {
     }
     selectors.extend(cfg.node_selector.iter().map(|(k, v)| (k, v.as_str())));
     for (key, value) in selectors {
-        common::default_node_selector(&mut m, pod, key, value, cfg.overwrite);
+        defaults::default_node_selector(&mut m, pod, key, value, cfg.overwrite);
     }
     for t in &cfg.tolerations {
         let t = Toleration {
@@ -240,7 +235,7 @@ fn create(req: &HookRequest, cfg: &Config) -> Result<Mutations, Error> {
         }
     }
     for (name, value) in cfg.env.iter() {
-        env.push((name.to_string(), common::env_text(name, value)?));
+        env.push((name.to_string(), defaults::env_text(name, value)?));
     }
     let rank_table = match &cfg.rank_table {
         Some(rt) => Some((rt, rank_table_volume(rt, req)?)),
@@ -251,18 +246,18 @@ fn create(req: &HookRequest, cfg: &Config) -> Result<Mutations, Error> {
         env.extend(rt.env.iter().map(|name| (name.clone(), file.clone())));
     }
     for c in &containers {
-        common::set_device_count(&mut m, c, &cfg.npu_resource_name, cfg.npu_count, cfg.overwrite);
+        defaults::set_device_count(&mut m, c, &cfg.npu_resource_name, cfg.npu_count, cfg.overwrite);
         for name in &cfg.pod_ip_env {
             pod_ip_env(&mut m, c, name, cfg.overwrite);
         }
         for (name, value) in &env {
-            common::default_env(&mut m, c, name, value, cfg.overwrite);
+            defaults::default_env(&mut m, c, name, value, cfg.overwrite);
         }
     }
 
     // Volumes: each added before its mounts.
     if cfg.shm {
-        common::shared_memory(&mut m, pod, &containers, SHM_VOLUME, cfg.shm_size.as_deref());
+        defaults::shared_memory(&mut m, pod, &containers, SHM_VOLUME, cfg.shm_size.as_deref());
     }
     let mut host_mounts: Vec<(&str, &str, &str)> = Vec::new();
     if cfg.driver_mounts {

@@ -6,10 +6,8 @@
 //! gpuCount) plus the multi-node extras; README.md has the table. Nothing the
 //! Pod template sets explicitly is overridden unless `overwrite: true`.
 
-use podplug_sdk::{Error, HookRequest, Mutations, StringMap, Value};
+use podplug_sdk::{defaults, Error, HookRequest, Mutations, StringMap, Value};
 use serde::Deserialize;
-
-mod common;
 
 /// The taint the GPU Operator, GKE and AKS put on GPU nodes (value varies: Exists).
 const GPU_TAINT: &str = "nvidia.com/gpu";
@@ -60,7 +58,7 @@ fn yes() -> bool {
 
 /// Semantic checks after the type check the SDK derives from `Config`.
 fn validate(_req: &HookRequest, cfg: &Config) -> Result<(), Error> {
-    common::check_device_config(
+    defaults::check_device_config(
         "gpu",
         cfg.gpu_count,
         &cfg.gpu_resource_name,
@@ -75,7 +73,7 @@ fn validate(_req: &HookRequest, cfg: &Config) -> Result<(), Error> {
         if !name.starts_with("NCCL_") || !podplug_sdk::k8s::is_env_name(name) {
             return Err(Error::new(format!("field ncclEnv: {:?} is not an NCCL_* variable name", name)));
         }
-        common::env_text(&format!("ncclEnv.{}", name), value)?;
+        defaults::env_text(&format!("ncclEnv.{}", name), value)?;
     }
     Ok(())
 }
@@ -98,18 +96,18 @@ fn create(req: &HookRequest, cfg: &Config) -> Result<Mutations, Error> {
         m.tolerate(pod, GPU_TAINT);
     }
     if let Some(product) = &cfg.gpu_product {
-        common::default_node_selector(&mut m, pod, PRODUCT_LABEL, product, cfg.overwrite);
+        defaults::default_node_selector(&mut m, pod, PRODUCT_LABEL, product, cfg.overwrite);
     }
 
     for c in &containers {
-        common::set_device_count(&mut m, c, &cfg.gpu_resource_name, cfg.gpu_count, cfg.overwrite);
+        defaults::set_device_count(&mut m, c, &cfg.gpu_resource_name, cfg.gpu_count, cfg.overwrite);
         for (name, value) in cfg.nccl_env.iter() {
-            let text = common::env_text(name, value)?;
-            common::default_env(&mut m, c, name, &text, cfg.overwrite);
+            let text = defaults::env_text(name, value)?;
+            defaults::default_env(&mut m, c, name, &text, cfg.overwrite);
         }
     }
     if cfg.shm {
-        common::shared_memory(&mut m, pod, &containers, SHM_VOLUME, cfg.shm_size.as_deref());
+        defaults::shared_memory(&mut m, pod, &containers, SHM_VOLUME, cfg.shm_size.as_deref());
     }
     Ok(m)
 }

@@ -46,6 +46,7 @@
 pub mod alloc;
 mod config;
 mod de;
+pub mod defaults;
 mod error;
 pub mod k8s;
 pub mod log;

@@ -1,10 +1,31 @@
-//! Helpers of the accelerator plugins, compiled into nvidia-gpu-defaults and,
-//! through `#[path]`, into huawei-ascend-defaults: the /dev/shm volume, env
-//! and resource defaults that never override the user, and the config checks
-//! they share (the syntax checks themselves are `podplug_sdk::k8s`).
+//! Defaults that never override the user: the helpers of the accelerator
+//! plugins (nvidia-gpu-defaults, huawei-ascend-defaults), for any plugin that
+//! fills in what a Pod lacks. Each one leaves a value the Pod's author set
+//! alone unless `overwrite`, and emits no op when the Pod already has the
+//! value, so a plugin built on them is idempotent.
+//!
+//! ```
+//! use podplug_sdk::{defaults, testing, Mutations};
+//!
+//! let pod = testing::pod_json(r#"{"spec": {"containers": [
+//!     {"name": "vllm", "env": [{"name": "NCCL_DEBUG", "value": "INFO"}]}]}}"#);
+//! let vllm = &pod.containers()[0];
+//! let mut m = Mutations::new();
+//! defaults::set_device_count(&mut m, vllm, "nvidia.com/gpu", 2, false);
+//! defaults::default_env(&mut m, vllm, "NCCL_DEBUG", "WARN", false); // the Pod's INFO stays
+//! defaults::shared_memory(&mut m, &pod, &[vllm], "dshm", Some("16Gi"));
+//! testing::assert_ops(&m, r#"[
+//!     {"op": "setResource", "container": "vllm", "kind": "limits", "name": "nvidia.com/gpu", "quantity": "2"},
+//!     {"op": "setResource", "container": "vllm", "kind": "requests", "name": "nvidia.com/gpu", "quantity": "2"},
+//!     {"op": "addVolume", "volume": {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}},
+//!     {"op": "addVolumeMount", "container": "vllm", "mount": {"name": "dshm", "mountPath": "/dev/shm"}}
+//! ]"#);
+//! ```
+//!
+//! The syntax checks they build on are [`crate::k8s`]'s.
 
-use podplug_sdk::k8s::{is_qualified_name, is_quantity};
-use podplug_sdk::{Container, Error, Mutations, Pod, ResourceKind, Value};
+use crate::k8s::{is_qualified_name, is_quantity};
+use crate::{Container, Error, Mutations, Pod, ResourceKind, Value};
 
 /// `limits` and `requests` of an extended resource, which Kubernetes requires
 /// to be equal. A container that already asks for it keeps its number unless
@@ -66,7 +87,7 @@ pub fn default_env(m: &mut Mutations, c: &Container, name: &str, value: &str, ov
     }
 }
 
-/// The config checks both accelerator plugins make: `kind` is `gpu` or `npu`
+/// The config checks of an accelerator plugin: `kind` is `gpu` or `npu`
 /// (fields `gpuCount`, `gpuResourceName`...), `example` a resource name.
 pub fn check_device_config(
     kind: &str,
