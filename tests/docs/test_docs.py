@@ -9,7 +9,7 @@ with the reason it is not (docblocks.py has the markers).
   README is run as ``podplug new`` renders it, inside the new scaffold.
   docs/plugin-authors.md is run by tests/integration/test_author_walkthrough.py
   against a real API server, so only its other blocks are checked here.
-- ``yaml`` and ``json`` blocks must parse; a policy file (or a part of one) is
+- ``yaml``, ``json`` and ``toml`` blocks must parse; a policy file (or a part of one) is
   loaded as the operator loads ``--policy``; a ModelServing is rendered with
   ``podplug render`` (the CRD's schema, Kthena's rules, the shipped plugins);
   plugin entries naming a shipped plugin (``spec.plugins``, ``plugins``, or a
@@ -37,6 +37,7 @@ import shlex
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ from podplug.runtime import Chain, ChainEntry, Engine, PodplugError
 
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"),
                *(p for p in (ROOT / "sdk").glob("**/README.md") if "node_modules" not in p.parts),
-               *(ROOT / "plugins-wasm").glob("*/README.md")])
+               ROOT / "plugins-wasm" / "README.md", *(ROOT / "plugins-wasm").glob("*/README.md")])
 # Documents whose shell blocks another test runs from start to end.
 RUN_ELSEWHERE = {"docs/plugin-authors.md": "tests/integration/test_author_walkthrough.py"}
 # A template's README is what `podplug new` leaves in the new folder.
@@ -75,6 +76,10 @@ def all_blocks() -> list[Block]:
 
 def check_json(block: Block, _: Path) -> None:
     json.loads(block.body)
+
+
+def check_toml(block: Block, _: Path) -> None:
+    tomllib.loads(block.body)
 
 
 def plugin_entries(doc: Any) -> list[dict[str, Any]]:
@@ -169,7 +174,7 @@ def check_python(block: Block, work: Path) -> None:
 
 
 CHECKS: dict[str, Callable[[Block, Path], None]] = {
-    "yaml": check_yaml, "json": check_json, "python": check_python}
+    "yaml": check_yaml, "json": check_json, "toml": check_toml, "python": check_python}
 
 
 def what(block: Block) -> str:
@@ -321,6 +326,12 @@ def test_a_config_a_shipped_plugin_refuses_fails_its_block(tmp_path: Path) -> No
                  "config: {gpuCont: 8}}\n", "")
     with pytest.raises(AssertionError, match="unknown field `gpuCont`"):
         check_yaml(typo, tmp_path)
+
+
+def test_a_toml_block_that_does_not_parse_fails(tmp_path: Path) -> None:
+    with pytest.raises(tomllib.TOMLDecodeError):
+        check_toml(Block("x.md", 1, "toml", "[workspace.metadata.podplug\ntoolchain = 1\n", ""),
+                   tmp_path)
 
 
 def test_a_policy_key_the_operator_does_not_know_fails_its_block(tmp_path: Path) -> None:
