@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.resources
+import json
 import os
 import re
 import shutil
+import tomllib
 from pathlib import Path
 
 from .main import UsageError
@@ -46,6 +48,7 @@ def new(args: argparse.Namespace) -> int:
         "{{name}}": args.name,
         "{{crate_name}}": args.name.replace("-", "_"),
         "{{sdk_path}}": os.path.relpath(sdk, dest.resolve()),
+        "{{sdk_version}}": _sdk_version(sdk),
     }
     for src in sorted(template.rglob("*")):
         rel = src.relative_to(template)
@@ -63,4 +66,12 @@ def new(args: argparse.Namespace) -> int:
         out.write_text(text)
     print(f"created {dest}/ ({lang}); next: podplug build {dest}")
     return 0
+
+
+def _sdk_version(sdk: Path) -> str:
+    """The SDK's own version: a Rust dependency names it beside the path, so
+    cargo refuses an SDK folder that holds another version."""
+    if (sdk / "Cargo.toml").exists():
+        return str(tomllib.loads((sdk / "Cargo.toml").read_text())["package"]["version"])
+    return str(json.loads((sdk / "package.json").read_text())["version"])
 
