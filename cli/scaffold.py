@@ -1,7 +1,8 @@
 """``podplug new``: from nothing to a plugin project (``podplug build`` is :mod:`build`).
 
 ``new`` copies an SDK's template (sdk/rust/template, sdk/assemblyscript/template)
-with ``{{name}}``, ``{{crate_name}}`` and ``{{sdk_path}}`` filled in.
+with ``{{name}}``, ``{{crate_name}}``, ``{{sdk_path}}`` and ``{{sdk_version}}``
+filled in.
 """
 
 from __future__ import annotations

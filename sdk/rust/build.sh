@@ -86,10 +86,11 @@ report "$RAW" "$OUT/sdk-rust-testplugin.wasm"
 # The template as `podplug new example-plugin --lang rust` would write it.
 step "rendering the template into ${TEMPLATE#"$ROOT"/}"
 mkdir -p "$TEMPLATE"
+SDK_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$SDK/Cargo.toml" | head -1)
 (cd "$SDK/template" && find . -type f) | while read -r f; do
     mkdir -p "$TEMPLATE/$(dirname "$f")"
     rendered=$(sed -e "s|{{name}}|example-plugin|g" -e "s|{{crate_name}}|example_plugin|g" \
-        -e "s|{{sdk_path}}|$STAGE|g" "$SDK/template/$f")
+        -e "s|{{sdk_path}}|$STAGE|g" -e "s|{{sdk_version}}|$SDK_VERSION|g" "$SDK/template/$f")
     # Rewrite only on change, so the template build stays incremental.
     if [[ ! -e $TEMPLATE/$f ]] || [[ $(cat "$TEMPLATE/$f") != "$rendered" ]]; then
         printf '%s\n' "$rendered" >"$TEMPLATE/$f"
