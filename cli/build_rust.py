@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import stat
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -126,7 +127,7 @@ def _mirrored(root: Path) -> Iterator[tuple[Path, Path]]:
     packages = _packages(root)
     base = Path(os.path.commonpath([root, *packages]))
     src = MIRROR / "src"
-    MIRROR.mkdir(parents=True, exist_ok=True)
+    _own_mirror()
     with (MIRROR / "lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         # The last build's sources (another clone's, another project's) go.
@@ -149,6 +150,18 @@ def _mirrored(root: Path) -> Iterator[tuple[Path, Path]]:
             shutil.copytree(pkg, dest, ignore=_ignore(pkg), copy_function=shutil.copy2,
                             dirs_exist_ok=True)
         yield mirror_root, src
+
+
+def _own_mirror() -> None:
+    """MIRROR made, or checked to be this user's own directory: a fixed path in
+    /tmp that another user made (or pointed elsewhere) must not receive our
+    sources or build them."""
+    MIRROR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    st = MIRROR.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise UsageError(f"{MIRROR} (where Debian builds run, a fixed path so the bytes are "
+                         f"reproducible) is not a directory of this user's: remove it, or "
+                         f"build as its owner")
 
 
 def _ignore(pkg: Path) -> Any:

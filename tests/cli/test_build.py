@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from podplug.cli import workspace
-from podplug.cli.main import main
+from podplug.cli import build_rust, workspace
+from podplug.cli.main import UsageError, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,3 +111,21 @@ def test_the_shipped_plugins_are_one_workspace_on_debian_s_toolchain() -> None:
     assert all(p.settings == {"toolchain": "debian"} for p in found if p.lang == "rust")
     # One lock file, at the root: none per member.
     assert not list((ROOT / "plugins-wasm").glob("*/package-lock.json"))
+
+
+def test_a_build_mirror_that_is_not_this_users_directory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another user's /tmp/podplug-build-rust, or a link placed there, must not
+    # receive the sources: the build stops and says what to remove.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = tmp_path / "podplug-build-rust"
+    link.symlink_to(elsewhere)
+    monkeypatch.setattr(build_rust, "MIRROR", link)
+    with pytest.raises(UsageError, match="not a directory of this user's"):
+        build_rust._own_mirror()
+    own = tmp_path / "own"
+    monkeypatch.setattr(build_rust, "MIRROR", own)
+    build_rust._own_mirror()
+    assert own.is_dir()
