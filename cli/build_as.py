@@ -14,6 +14,7 @@ this build's code) and the digest of the module it gave.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import subprocess
@@ -67,12 +68,17 @@ def inputs_digest(plugin: Plugin) -> str:
     add("lock", lock.read_bytes() if lock.is_file() else b"")
     for pkg in ("assemblyscript/package.json", "binaryen/package.json"):
         add(pkg, _tool(plugin.folder, pkg).read_bytes())
-    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
-    add("node", node.encode())
+    add("node", _node_version().encode())
     add("flags", " ".join(wasmopt.FLAGS).encode())
     for code in (Path(__file__), Path(wasmopt.__file__)):
         add(code.name, code.read_bytes())
     return h.hexdigest()
+
+
+@functools.cache
+def _node_version() -> str:
+    # Once a build, not once a plugin.
+    return subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
 
 
 def compile(plugin: Plugin, out: Path, run: Any) -> None:

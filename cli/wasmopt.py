@@ -9,8 +9,10 @@ package, which ``hack/install-deps.sh`` installs).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 #: ``-Oz``: plugins are loaded from ConfigMaps (1 MiB at most) and compiled per
@@ -27,18 +29,20 @@ FLAGS: tuple[str, ...] = (
 )
 
 
-def system() -> list[str] | None:
+def system() -> tuple[str, ...] | None:
     """The system's wasm-opt as a command, or None when there is none."""
     found = shutil.which("wasm-opt")
-    return [found] if found else None
+    return (found,) if found else None
 
 
-def version(cmd: list[str]) -> str:
-    """``wasm-opt --version``'s output: part of what a build's bytes depend on."""
+@functools.cache
+def version(cmd: tuple[str, ...]) -> str:
+    """``wasm-opt --version``'s output: part of what a build's bytes depend on
+    (asked once a build, not once a plugin)."""
     done = subprocess.run([*cmd, "--version"], capture_output=True, text=True)
     return done.stdout.strip() or done.stderr.strip()
 
 
-def command(cmd: list[str], src: Path, dst: Path) -> list[str]:
+def command(cmd: Sequence[str], src: Path, dst: Path) -> list[str]:
     """The command line that optimises ``src`` into ``dst``."""
     return [*cmd, *FLAGS, str(src), "-o", str(dst)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -85,21 +85,13 @@ def npm_members(root: Path) -> list[Path]:
     return _expand(root, ws.get("packages", []) if isinstance(ws, dict) else ws)
 
 
-def _cargo_root(folder: Path) -> Path:
-    """The Cargo workspace ``folder`` belongs to (itself when it is none's member)."""
+def _root(folder: Path, manifest_name: str, key: str, load: Callable[[Path], dict[str, Any]],
+          members: Callable[[Path], list[Path]]) -> Path:
+    """The workspace ``folder`` is a member of, found up the tree as cargo and npm
+    find it (``folder`` itself when it is no workspace's member)."""
     for parent in folder.parents:
-        manifest = parent / "Cargo.toml"
-        if manifest.is_file() and "workspace" in _toml(manifest) and folder in cargo_members(
-                parent):
-            return parent
-    return folder
-
-
-def _npm_root(folder: Path) -> Path:
-    for parent in folder.parents:
-        manifest = parent / "package.json"
-        if manifest.is_file() and "workspaces" in _json(manifest) and folder in npm_members(
-                parent):
+        manifest = parent / manifest_name
+        if manifest.is_file() and key in load(manifest) and folder in members(parent):
             return parent
     return folder
 
@@ -130,9 +122,11 @@ def plugins(folder: Path) -> list[Plugin]:
     found: list[Plugin] = []
     cargo, npm = folder / "Cargo.toml", folder / "package.json"
     if cargo.is_file():
-        if "workspace" in _toml(cargo) and "package" not in _toml(cargo):
+        manifest = _toml(cargo)
+        if "workspace" in manifest and "package" not in manifest:
             found += [p for m in cargo_members(folder) if (p := _rust_plugin(m, folder))]
-        elif (p := _rust_plugin(folder, _cargo_root(folder))) is not None:
+        elif (p := _rust_plugin(folder, _root(folder, "Cargo.toml", "workspace", _toml,
+                                               cargo_members))) is not None:
             found.append(p)
         else:
             raise UsageError(f"{cargo}: not a plugin (its [lib] crate-type has no \"cdylib\")")
@@ -141,7 +135,8 @@ def plugins(folder: Path) -> list[Plugin]:
             found += [_as_plugin(m, folder) for m in npm_members(folder)
                       if (m / "package.json").is_file()]
         elif not cargo.is_file():
-            found.append(_as_plugin(folder, _npm_root(folder)))
+            found.append(_as_plugin(folder, _root(folder, "package.json", "workspaces", _json,
+                                                  npm_members)))
     if not cargo.is_file() and not npm.is_file():
         raise UsageError(f"{folder}: no Cargo.toml or package.json")
     if not found:
